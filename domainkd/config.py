@@ -1,0 +1,250 @@
+"""Typed configuration, one model per concern; YAML on disk is only their serialisation.
+
+Relative input paths (``data.documents``, ``eval.questions``) resolve against the directory
+of the config file; ``run_dir`` resolves against the current directory.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from domainkd.errors import DomainKDError
+
+
+class StrictModel(BaseModel):
+    """Base for every config section: unknown keys are errors, not silently ignored."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class StudentConfig(StrictModel):
+    """The small model that becomes the specialist."""
+
+    model: str = "smollm2-135m-instruct"
+    """Model reference: a known name (`domainkd models list`), a local directory, a .gguf file or an HF id."""
+    trust_remote_code: bool = False
+    """Allow model code from the model directory to run; off unless you trust its source."""
+
+
+class TeacherConfig(StrictModel):
+    """The larger model that writes questions and answers; its outputs are stored once."""
+
+    backend: str = "hf"
+    """Teacher backend name from the teacher registry (`hf`: a local Hugging Face model)."""
+    model: str = "qwen2.5-coder-0.5b-instruct"
+    """Model reference, same forms as the student's."""
+    batch_size: int = Field(16, ge=1)
+    """Prompts generated together in one batch (on 2 CPU cores 16–32 is ~2x faster per token than 8)."""
+    max_new_tokens: int = Field(256, ge=1)
+    """Upper bound on tokens the teacher writes per prompt."""
+    temperature: float = Field(0.0, ge=0.0)
+    """Sampling temperature; 0 means greedy decoding."""
+    top_p: float = Field(1.0, gt=0.0, le=1.0)
+    """Nucleus-sampling mass when temperature > 0."""
+    seed: int = 0
+    """Random seed for sampling; part of the answer-store key."""
+    trust_remote_code: bool = False
+    """Allow model code from the model directory to run."""
+
+
+class DataConfig(StrictModel):
+    """Where the domain documents are and how training examples are built from them."""
+
+    documents: Path = Path("docs")
+    """Folder of .md / .txt documents (searched recursively)."""
+    chunk_words: int = Field(220, ge=20)
+    """Largest chunk, in words; a section that fits stays whole."""
+    chunk_overlap_words: int = Field(30, ge=0)
+    """Words repeated between consecutive chunks of a long section."""
+    strategies: dict[str, dict[str, Any]] = Field(
+        default_factory=lambda: {"context_qa": {}, "refusal": {}}
+    )
+    """Data strategies to combine, each name mapped to its own parameters (see the strategy registry)."""
+
+    @model_validator(mode="after")
+    def _check_overlap(self) -> DataConfig:
+        if self.chunk_overlap_words >= self.chunk_words:
+            raise ValueError("data.chunk_overlap_words must be smaller than data.chunk_words")
+        return self
+
+    @field_validator("strategies")
+    @classmethod
+    def _check_strategies(cls, strategies: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+        from domainkd.data.strategies import validate_strategy_params
+
+        if not strategies:
+            raise ValueError("data.strategies is empty; name at least one strategy such as context_qa")
+        return {name: validate_strategy_params(name, params or {}) for name, params in strategies.items()}
+
+
+class TrainConfig(StrictModel):
+    """How the student is fine-tuned on the teacher's answers (Hugging Face Trainer underneath)."""
+
+    method: Literal["full", "lora"] = "full"
+    """`full` updates every weight (measured best for learning facts); `lora` trains adapters via peft."""
+    epochs: float = Field(6.0, gt=0)
+    """Passes over the training set."""
+    learning_rate: float = Field(5e-5, gt=0)
+    """Peak learning rate (linear decay after warm-up)."""
+    batch_size: int = Field(8, ge=1)
+    """Examples per device per step."""
+    gradient_accumulation_steps: int = Field(1, ge=1)
+    """Steps whose gradients are summed before one optimiser update."""
+    max_length: int = Field(256, ge=16)
+    """Longest tokenised example; longer ones are truncated from the end."""
+    warmup_ratio: float = Field(0.05, ge=0, lt=1)
+    """Fraction of steps spent warming the learning rate up."""
+    weight_decay: float = Field(0.0, ge=0)
+    """AdamW weight decay."""
+    lora_r: int = Field(16, ge=1)
+    """LoRA rank (method=lora)."""
+    lora_alpha: int = Field(32, ge=1)
+    """LoRA scaling numerator (method=lora)."""
+    lora_dropout: float = Field(0.05, ge=0, lt=1)
+    """Dropout on LoRA inputs (method=lora)."""
+    lora_target_modules: list[str] | Literal["all-linear"] = "all-linear"
+    """Modules that get adapters (method=lora)."""
+    bf16: bool = False
+    """Train in bfloat16 (GPU only; on CPU it is ~10x slower than fp32)."""
+    save_steps: int = Field(50, ge=1)
+    """Checkpoint every this many optimiser steps (resume picks up the latest)."""
+    seed: int = 0
+    """Seed for shuffling and initialisation."""
+
+
+class EvalConfig(StrictModel):
+    """Held-out questions and which systems answer them."""
+
+    questions: Path = Path("eval.jsonl")
+    """JSONL of held-out questions: question, answer, facts, source, scope (in/out)."""
+    systems: list[str] = Field(
+        default_factory=lambda: ["base_student", "student", "teacher_closed_book", "teacher_with_context"]
+    )
+    """Systems to evaluate, by name from the system registry."""
+    metrics: list[str] = Field(
+        default_factory=lambda: ["fact_accuracy", "token_f1", "rouge_l", "refusal_rate", "false_refusal_rate"]
+    )
+    """Metrics to report, by name from the metric registry."""
+    max_new_tokens: int = Field(64, ge=1)
+    """Longest answer generated per question."""
+    batch_size: int = Field(8, ge=1)
+    """Questions answered together."""
+    limit: int | None = Field(None, ge=1)
+    """Evaluate only the first N questions (for quick checks)."""
+
+    @field_validator("systems")
+    @classmethod
+    def _check_systems(cls, systems: list[str]) -> list[str]:
+        from domainkd.evaluate.systems import SYSTEMS
+
+        return _known_names(systems, SYSTEMS, "eval.systems")
+
+    @field_validator("metrics")
+    @classmethod
+    def _check_metrics(cls, metrics: list[str]) -> list[str]:
+        from domainkd.evaluate.metrics import METRICS
+
+        return _known_names(metrics, METRICS, "eval.metrics")
+
+
+class RunConfig(StrictModel):
+    """One domainkd run: documents in, an evaluated specialist out."""
+
+    name: str = "run"
+    """Short name of the run, used in reports."""
+    run_dir: Path | None = None
+    """Where every stage writes; default runs/<name> under the current directory."""
+    system_prompt: str = "You are a helpful assistant that answers questions about the organisation's handbook."
+    """System message used for the student at training and evaluation time alike."""
+    refusal_text: str = "I don't know. The handbook does not cover that."
+    """What the student is taught to say for questions outside its knowledge."""
+    student: StudentConfig = Field(default_factory=StudentConfig)
+    teacher: TeacherConfig = Field(default_factory=TeacherConfig)
+    data: DataConfig = Field(default_factory=DataConfig)
+    train: TrainConfig = Field(default_factory=TrainConfig)
+    eval: EvalConfig = Field(default_factory=EvalConfig)
+
+    @property
+    def output_dir(self) -> Path:
+        """The run directory every stage reads from and writes to."""
+        return self.run_dir if self.run_dir is not None else Path("runs") / self.name
+
+
+def _known_names(names: list[str], registry: dict[str, Any], key: str) -> list[str]:
+    unknown = [name for name in names if name not in registry]
+    if unknown:
+        raise ValueError(f"{key} has unknown name {unknown[0]!r}; choose from {', '.join(sorted(registry))}")
+    return names
+
+
+def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> RunConfig:
+    """Read a YAML config file into a validated :class:`RunConfig`.
+
+    Args:
+        path: YAML file.
+        overrides: Values merged over the file's, e.g. ``{"train": {"epochs": 1}}``.
+
+    Raises:
+        DomainKDError: missing file, malformed YAML, unknown key or bad value (one sentence).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise DomainKDError(f"config file {path} does not exist; pass the path of a YAML config such as examples/handbook/config.yaml.")
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark else ""
+        raise DomainKDError(f"config file {path} is not valid YAML{where}; fix the syntax there.") from None
+    if not isinstance(raw, dict):
+        raise DomainKDError(f"config file {path} must hold a mapping of sections (student, teacher, data, ...).")
+    raw = _deep_merge(raw, overrides or {})
+    config = config_from_dict(raw, source=str(path))
+    base = path.parent.resolve()
+    config.data.documents = _resolve(base, config.data.documents)
+    config.eval.questions = _resolve(base, config.eval.questions)
+    return config
+
+
+def config_from_dict(raw: dict[str, Any], source: str = "config") -> RunConfig:
+    """Validate a plain dict as a :class:`RunConfig`, turning pydantic errors into one sentence."""
+    try:
+        return RunConfig.model_validate(raw)
+    except ValidationError as error:
+        raise DomainKDError(_one_sentence(error, source)) from None
+
+
+def _one_sentence(error: ValidationError, source: str) -> str:
+    first = error.errors()[0]
+    key = ".".join(str(part) for part in first["loc"]) or "(top level)"
+    if first["type"] == "extra_forbidden":
+        return f"{source}: unknown key {key!r}; remove it or check its spelling against the documented fields."
+    message = first["msg"].removeprefix("Value error, ")
+    return f"{source}: bad value for {key!r}: {message}."
+
+
+def _resolve(base: Path, path: Path) -> Path:
+    return path if path.is_absolute() else base / path
+
+
+def _deep_merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in extra.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _deep_merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def dump_config(config: RunConfig, path: Path) -> None:
+    """Write the resolved config as YAML (paths as strings) so a run records what it used."""
+    from domainkd.io import atomic_path
+
+    data = config.model_dump(mode="json")
+    with atomic_path(path) as tmp:
+        tmp.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")

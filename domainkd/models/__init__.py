@@ -1,0 +1,19 @@
+"""Model references: known offline sources, sha256-verified conversion to a safetensors cache, loading."""
+
+from domainkd.models.generation import generate_texts
+from domainkd.models.cache import cache_dir, is_cached, resolve_model
+from domainkd.models.loading import chat_messages, load_causal_lm, load_tokenizer, render_prompt
+from domainkd.models.sources import KNOWN_MODELS, PackagedModel
+
+__all__ = [
+    "KNOWN_MODELS",
+    "PackagedModel",
+    "cache_dir",
+    "chat_messages",
+    "generate_texts",
+    "is_cached",
+    "load_causal_lm",
+    "load_tokenizer",
+    "render_prompt",
+    "resolve_model",
+]

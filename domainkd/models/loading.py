@@ -1,0 +1,56 @@
+"""Load a causal LM and its tokenizer from any model reference, and render chat prompts."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
+
+from domainkd.models.cache import resolve_model
+
+# Used only for base models without a chat template (e.g. Gemma-3 base).
+_PLAIN_TEMPLATE = (
+    "{% for message in messages %}"
+    "{% if message['role'] == 'system' %}{{ message['content'] }}\n\n"
+    "{% elif message['role'] == 'user' %}Question: {{ message['content'] }}\n"
+    "{% else %}Answer: {{ message['content'] }}{{ eos_token }}\n{% endif %}"
+    "{% endfor %}{% if add_generation_prompt %}Answer:{% endif %}"
+)
+
+
+def load_tokenizer(reference: str | Path, trust_remote_code: bool = False) -> PreTrainedTokenizerBase:
+    """Tokenizer for ``reference`` with a pad token and a chat template always set."""
+    directory = resolve_model(str(reference))
+    tokenizer = AutoTokenizer.from_pretrained(directory, trust_remote_code=trust_remote_code)
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    if not tokenizer.chat_template:
+        tokenizer.chat_template = _PLAIN_TEMPLATE
+    return tokenizer
+
+
+def load_causal_lm(
+    reference: str | Path, dtype: torch.dtype = torch.float32, trust_remote_code: bool = False
+) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
+    """Load model and tokenizer (safetensors only) from a reference, converting it once if needed."""
+    directory = resolve_model(str(reference))
+    model = AutoModelForCausalLM.from_pretrained(
+        directory, dtype=dtype, use_safetensors=True, trust_remote_code=trust_remote_code
+    )
+    model.eval()
+    return model, load_tokenizer(directory, trust_remote_code=trust_remote_code)
+
+
+def chat_messages(system_prompt: str | None, user: str, assistant: str | None = None) -> list[dict[str, str]]:
+    """The message list for one exchange (system prompt optional)."""
+    messages = [{"role": "system", "content": system_prompt}] if system_prompt else []
+    messages.append({"role": "user", "content": user})
+    if assistant is not None:
+        messages.append({"role": "assistant", "content": assistant})
+    return messages
+
+
+def render_prompt(tokenizer: PreTrainedTokenizerBase, messages: list[dict[str, str]]) -> str:
+    """Render messages up to the start of the assistant's turn, as the model was trained to see them."""
+    return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)

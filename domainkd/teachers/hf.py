@@ -1,0 +1,53 @@
+"""Local Hugging Face teacher: batched, left-padded generation, greedy or sampled."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from domainkd.config import TeacherConfig
+from domainkd.models import generate_texts, load_causal_lm, render_prompt
+from domainkd.teachers.base import Messages, register_teacher
+
+
+@register_teacher("hf")
+class HFTeacher:
+    """A causal LM loaded in this process (fp32 on CPU, bf16 on GPU)."""
+
+    def __init__(self, config: TeacherConfig) -> None:
+        self.config = config
+        self.identity = f"hf:{config.model}"
+        self.batch_size = config.batch_size
+        self._model = None
+        self._tokenizer = None
+
+    def settings(self) -> dict[str, Any]:
+        """Generation settings that decide the answer."""
+        settings: dict[str, Any] = {"max_new_tokens": self.config.max_new_tokens, "temperature": self.config.temperature}
+        if self.config.temperature > 0:
+            settings.update(top_p=self.config.top_p, seed=self.config.seed)
+        return settings
+
+    def _load(self) -> None:
+        if self._model is None:
+            dtype = torch.bfloat16 if torch.cuda.is_available() else torch.float32
+            self._model, self._tokenizer = load_causal_lm(
+                self.config.model, dtype=dtype, trust_remote_code=self.config.trust_remote_code
+            )
+            if torch.cuda.is_available():
+                self._model.to("cuda")
+
+    def generate(self, conversations: list[Messages], max_new_tokens: int | None = None) -> list[str]:
+        """Answer each conversation; returns the decoded completions, stripped."""
+        self._load()
+        prompts = [render_prompt(self._tokenizer, conversation) for conversation in conversations]
+        return generate_texts(
+            self._model,
+            self._tokenizer,
+            prompts,
+            max_new_tokens=max_new_tokens or self.config.max_new_tokens,
+            temperature=self.config.temperature,
+            top_p=self.config.top_p,
+            seed=self.config.seed,
+        )

@@ -1,0 +1,51 @@
+"""Turn (question, answer) examples into token ids with loss on the answer tokens only."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from transformers import PreTrainedTokenizerBase
+
+from domainkd.models import chat_messages, render_prompt
+
+IGNORE_INDEX = -100
+
+
+def tokenize_example(
+    tokenizer: PreTrainedTokenizerBase, system_prompt: str | None, question: str, answer: str, max_length: int
+) -> dict[str, list[int]]:
+    """Chat-formatted ids of one exchange; labels are ``IGNORE_INDEX`` on the prompt part.
+
+    The full text is the chat template applied to the whole exchange; the prompt is the same
+    template up to the start of the assistant turn, so label masking follows the template
+    exactly (including the end-of-turn token, which the student must learn to emit).
+    """
+    prompt = render_prompt(tokenizer, chat_messages(system_prompt, question))
+    full = tokenizer.apply_chat_template(chat_messages(system_prompt, question, answer), tokenize=False)
+    if not full.startswith(prompt):
+        raise ValueError("the chat template renders the prompt differently inside the full conversation")
+    prompt_ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
+    response_ids = tokenizer(full[len(prompt) :].rstrip("\n"), add_special_tokens=False)["input_ids"]
+    input_ids = (prompt_ids + response_ids)[:max_length]
+    labels = ([IGNORE_INDEX] * len(prompt_ids) + response_ids)[:max_length]
+    return {"input_ids": input_ids, "labels": labels}
+
+
+class PadCollator:
+    """Right-pad a list of tokenised examples into a batch."""
+
+    def __init__(self, pad_token_id: int) -> None:
+        self.pad_token_id = pad_token_id
+
+    def __call__(self, features: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
+        length = max(len(feature["input_ids"]) for feature in features)
+        input_ids = torch.full((len(features), length), self.pad_token_id, dtype=torch.long)  # (B, T)
+        labels = torch.full((len(features), length), IGNORE_INDEX, dtype=torch.long)  # (B, T)
+        attention_mask = torch.zeros((len(features), length), dtype=torch.long)  # (B, T)
+        for row, feature in enumerate(features):
+            n = len(feature["input_ids"])
+            input_ids[row, :n] = torch.tensor(feature["input_ids"])
+            labels[row, :n] = torch.tensor(feature["labels"])
+            attention_mask[row, :n] = 1
+        return {"input_ids": input_ids, "labels": labels, "attention_mask": attention_mask}

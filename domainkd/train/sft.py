@@ -1,0 +1,127 @@
+"""The ``train`` stage: fine-tune the student on the teacher's stored answers.
+
+Built on the Hugging Face Trainer, so checkpoints, resume and ``accelerate launch`` work as
+users expect. Loss is on response tokens only. ``method: full`` updates all weights (trials
+here: it learns facts far better than LoRA on a 135M student); ``method: lora`` trains peft
+adapters, saves them, and also saves the merged model.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from datasets import Dataset
+from transformers import Trainer, TrainingArguments
+from transformers.trainer_utils import get_last_checkpoint
+
+from domainkd.config import RunConfig, TrainConfig, dump_config
+from domainkd.errors import DomainKDError
+from domainkd.io import atomic_dir, read_jsonl, write_json
+from domainkd.models import load_causal_lm
+from domainkd.paths import RunPaths
+from domainkd.train.collate import PadCollator, tokenize_example
+
+
+def train(config: RunConfig) -> dict[str, Any]:
+    """Fine-tune the student on ``teach/train.jsonl``; save ``train/model`` (and ``train/adapter``).
+
+    Rerunning after a kill resumes from the newest checkpoint in ``train/checkpoints``.
+    """
+    paths = RunPaths(config.output_dir)
+    if not paths.train_set.is_file():
+        raise DomainKDError(f"{paths.train_set} is missing; run `domainkd teach CONFIG` first.")
+    model, tokenizer = load_causal_lm(config.student.model, trust_remote_code=config.student.trust_remote_code)
+    dataset = _dataset(read_jsonl(paths.train_set), tokenizer, config)
+    if config.train.method == "lora":
+        model = _with_lora(model, config.train)
+    model.train()
+    trainer = Trainer(
+        model=model,
+        args=_training_arguments(config.train, paths.checkpoints, len(dataset)),
+        train_dataset=dataset,
+        data_collator=PadCollator(tokenizer.pad_token_id),
+    )
+    started = time.time()
+    result = trainer.train(resume_from_checkpoint=_last_checkpoint(paths.checkpoints))
+    _save(trainer.model, tokenizer, config, paths)
+    summary = {
+        "method": config.train.method,
+        "examples": len(dataset),
+        "epochs": config.train.epochs,
+        "steps": result.global_step,
+        "train_loss": round(result.training_loss, 4),
+        "seconds": round(time.time() - started, 1),
+        "log": [entry for entry in trainer.state.log_history if "loss" in entry],
+    }
+    write_json(paths.train_summary, summary)
+    return summary
+
+
+def _dataset(rows: list[dict[str, Any]], tokenizer: Any, config: RunConfig) -> Dataset:
+    if not rows:
+        raise DomainKDError("the training set is empty; rerun `domainkd teach` and check teach/rejected.jsonl.")
+    encoded = [
+        tokenize_example(tokenizer, config.system_prompt, row["question"], row["answer"], config.train.max_length)
+        for row in rows
+    ]
+    return Dataset.from_list(encoded)
+
+
+def _with_lora(model: Any, train_config: TrainConfig) -> Any:
+    from peft import LoraConfig, get_peft_model
+
+    lora = LoraConfig(
+        r=train_config.lora_r,
+        lora_alpha=train_config.lora_alpha,
+        lora_dropout=train_config.lora_dropout,
+        target_modules=train_config.lora_target_modules,
+        task_type="CAUSAL_LM",
+    )
+    return get_peft_model(model, lora)
+
+
+def _training_arguments(train_config: TrainConfig, output_dir: Path, examples: int) -> TrainingArguments:
+    steps_per_epoch = -(-examples // (train_config.batch_size * train_config.gradient_accumulation_steps))
+    total_steps = max(1, int(steps_per_epoch * train_config.epochs))
+    on_gpu = torch.cuda.is_available()
+    return TrainingArguments(
+        output_dir=str(output_dir),
+        num_train_epochs=train_config.epochs,
+        learning_rate=train_config.learning_rate,
+        per_device_train_batch_size=train_config.batch_size,
+        gradient_accumulation_steps=train_config.gradient_accumulation_steps,
+        warmup_steps=int(train_config.warmup_ratio * total_steps),
+        weight_decay=train_config.weight_decay,
+        lr_scheduler_type="linear",
+        logging_steps=max(1, min(10, total_steps // 10)),
+        save_steps=train_config.save_steps,
+        save_total_limit=2,
+        bf16=train_config.bf16 and on_gpu,
+        use_cpu=not on_gpu,
+        optim="adamw_torch",
+        seed=train_config.seed,
+        report_to="none",
+        dataloader_num_workers=0,
+        remove_unused_columns=False,
+        train_sampling_strategy="group_by_length",  # batches of similar length: less padding, and full FT cost is per token
+    )
+
+
+def _last_checkpoint(directory: Path) -> str | None:
+    return get_last_checkpoint(str(directory)) if directory.is_dir() else None
+
+
+def _save(model: Any, tokenizer: Any, config: RunConfig, paths: RunPaths) -> None:
+    """Write the adapter (LoRA) and the full merged model as safetensors, atomically."""
+    model.eval()
+    if config.train.method == "lora":
+        with atomic_dir(paths.adapter) as tmp:
+            model.save_pretrained(tmp, safe_serialization=True)
+        model = model.merge_and_unload()
+    with atomic_dir(paths.model) as tmp:
+        model.save_pretrained(tmp, safe_serialization=True)
+        tokenizer.save_pretrained(tmp)
+    dump_config(config, paths.root / "train" / "config.yaml")

@@ -1,0 +1,51 @@
+from domainkd.data import grounding
+
+SOURCE = "Full-time staff receive 27 days of annual leave. Form HR-22 goes to Ilse Varga by 15 November."
+FACT = "Form HR-22 goes to Ilse Varga by 15 November."
+
+
+def test_key_terms_are_numbers_codes_and_names():
+    assert grounding.key_terms(SOURCE) == {"27", "hr-22", "ilse", "varga", "15", "november"}
+
+
+def test_words_keep_number_separators():
+    assert grounding.words("It costs 2,400 euros at 09:45.") == ["it", "costs", "2400", "euros", "at", "09:45"]
+
+
+def test_supported_answer_passes():
+    assert grounding.check_answer("Who receives form HR-22?", "Form HR-22 goes to Ilse Varga.", FACT, SOURCE) is None
+
+
+def test_invented_number_is_rejected():
+    reason = grounding.check_answer("When is form HR-22 due?", "It is due by 30 November.", FACT, SOURCE)
+    assert reason == "answer states '30', which is not in the source"
+
+
+def test_echoing_answer_is_rejected():
+    reason = grounding.check_answer("Does form HR-22 go to Ilse Varga by 15 November?", "Yes, form HR-22 goes to Ilse Varga by 15 November.", FACT, SOURCE)
+    assert reason == "answer adds none of the fact's specifics"
+
+
+def test_unsupported_wording_is_rejected():
+    reason = grounding.check_answer("Who?", "Varga approves bicycle helmets purchasing requests quarterly.", FACT, SOURCE)
+    assert reason == "answer mostly unsupported by the source"
+
+
+def test_question_checks():
+    assert grounding.check_question("Who receives form HR-22?", SOURCE) is None
+    assert grounding.check_question("Form HR-22 goes to Ilse Varga.", SOURCE) == "not a question"
+    assert "not in the source" in grounding.check_question("Who receives form HR-99 in Block Q?", SOURCE)
+
+
+def test_paraphrase_checks():
+    question, answer = "Who receives form HR-22?", "Form HR-22 goes to Ilse Varga."
+    assert grounding.check_paraphrase("To whom should form HR-22 be sent?", question, answer) is None
+    assert grounding.check_paraphrase("Who receives form HR-22?", question, answer) == "paraphrase repeats the question"
+    assert grounding.check_paraphrase("Does Ilse Varga receive form HR-22?", question, answer) == "paraphrase adds 'ilse'"
+    assert grounding.check_paraphrase("Form HR-22 goes to whom.", question, answer) == "paraphrase is not a question"
+    assert grounding.check_paraphrase("What is the weather like?", question, answer) == "paraphrase drifted from the question"
+
+
+def test_possessives_match_the_name():
+    assert grounding.check_question("What is Ilse Varga's role?", SOURCE) is None
+    assert grounding.words("Varga’s desk") == ["varga", "desk"]

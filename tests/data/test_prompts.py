@@ -1,0 +1,28 @@
+from domainkd.data import prompts
+
+
+def test_parse_qa_two_lines():
+    assert prompts.parse_qa("Question: Who signs?\nAnswer: Ilse Varga signs.") == ("Who signs?", "Ilse Varga signs.")
+
+
+def test_parse_qa_tolerates_markdown_and_extra_lines():
+    text = "Sure!\n**Question:** Who signs?\n**Answer:** Ilse Varga signs.\nQuestion: another?"
+    assert prompts.parse_qa(text) == ("Who signs?", "Ilse Varga signs.")
+
+
+def test_parse_qa_needs_both_parts():
+    assert prompts.parse_qa("Question: Who signs?") is None
+    assert prompts.parse_qa("Answer: Ilse.\nQuestion: Who?") is None
+
+
+def test_parse_lines_strips_markers():
+    assert prompts.parse_lines('1. "When?"\n- How?\n\n• Why?') == ["When?", "How?", "Why?"]
+
+
+def test_conversations_end_with_the_user_turn():
+    conversation = prompts.qa_conversation("Leave", "Staff get 27 days.")
+    assert conversation[-1] == {"role": "user", "content": "Section: Leave\nFact: Staff get 27 days."}
+    assert [m["role"] for m in conversation] == ["system", "user", "assistant", "user"]
+    first, second = prompts.paraphrase_conversation("Who?", 0), prompts.paraphrase_conversation("Who?", 1)
+    assert first[-1] == second[-1] == {"role": "user", "content": "Who?"}
+    assert first[1] != second[1]  # each variant has its own example

@@ -1,0 +1,72 @@
+"""Kill `domainkd teach` with SIGKILL mid-run; the rerun must lose and repeat no answer."""
+
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+
+import pytest
+import yaml
+
+from domainkd import load_config, teach
+from domainkd.io import read_jsonl
+from domainkd.paths import RunPaths
+from domainkd.teachers import answer_key
+from tests.conftest import HANDBOOK
+
+
+def _stored_keys(path):
+    if not path.exists():
+        return set()
+    with sqlite3.connect(path) as connection:
+        return {row[0] for row in connection.execute("SELECT key FROM answers WHERE answer IS NOT NULL")}
+
+
+@pytest.mark.skipif(not (HANDBOOK / "docs").is_dir(), reason="needs the shipped handbook")
+def test_kill_then_rerun_loses_and_repeats_nothing(tmp_path, tiny_model, monkeypatch):
+    config_path = tmp_path / "c.yaml"
+    config_path.write_text(
+        yaml.safe_dump(
+            {
+                "run_dir": str(tmp_path / "run"),
+                "teacher": {"model": str(tiny_model), "batch_size": 1, "max_new_tokens": 24},
+                "data": {"documents": str(HANDBOOK / "docs"), "strategies": {"context_qa": {"paraphrases_per_question": 0}}},
+            }
+        )
+    )
+    environment = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    command = [sys.executable, "-m", "domainkd.cli"]
+    assert subprocess.run([*command, "data", str(config_path)], env=environment, capture_output=True).returncode == 0
+    store_path = RunPaths(tmp_path / "run").answer_store
+    process = subprocess.Popen([*command, "teach", str(config_path)], env=environment, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while len(_stored_keys(store_path)) < 5 and time.time() < deadline and process.poll() is None:
+        time.sleep(0.2)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    before = _stored_keys(store_path)
+    assert len(before) >= 5, "the teacher should have stored answers before the kill"
+
+    import domainkd.teachers.hf as hf
+
+    generated = []
+    original = hf.HFTeacher.generate
+
+    def recording(self, conversations, max_new_tokens=None):
+        settings = {**self.settings(), "max_new_tokens": max_new_tokens or self.config.max_new_tokens}
+        generated.extend(answer_key(self.identity, c, settings) for c in conversations)
+        return original(self, conversations, max_new_tokens)
+
+    monkeypatch.setattr(hf.HFTeacher, "generate", recording)
+    config = load_config(config_path)
+    teach(config)
+    after = _stored_keys(store_path)
+
+    assert not set(generated) & before, "an answer stored before the kill was asked for again"
+    assert len(generated) == len(set(generated)), "a prompt was generated twice"
+    assert after == before | set(generated), "every answer is in the store"
+    total_prompts = sum(1 for _ in read_jsonl(RunPaths(tmp_path / "run").chunks))  # at least one per chunk
+    assert len(after) >= total_prompts
+    assert RunPaths(tmp_path / "run").train_set.is_file()

@@ -1,0 +1,76 @@
+"""The CLI on bad input: one sentence on stderr, exit status 2, nothing half-written."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def domainkd(*args, cwd=None, env=None):
+    environment = {**os.environ, "HF_HUB_OFFLINE": "1", **(env or {})}
+    return subprocess.run(
+        [sys.executable, "-m", "domainkd.cli", *args], capture_output=True, text=True, cwd=cwd, env=environment, timeout=300
+    )
+
+
+def assert_one_sentence_error(result, *fragments):
+    assert result.returncode == 2, result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("error: ")
+    for fragment in fragments:
+        assert fragment in lines[0]
+
+
+def test_missing_config_file(tmp_path):
+    assert_one_sentence_error(domainkd("run", str(tmp_path / "missing.yaml")), "missing.yaml does not exist")
+
+
+def test_unknown_key(tmp_path):
+    (tmp_path / "c.yaml").write_text("train:\n  epochz: 2\n")
+    assert_one_sentence_error(domainkd("train", str(tmp_path / "c.yaml")), "unknown key 'train.epochz'")
+
+
+def test_empty_document_folder(tmp_path):
+    (tmp_path / "docs").mkdir()
+    (tmp_path / "c.yaml").write_text(f"run_dir: {tmp_path / 'run'}\ndata:\n  documents: docs\n")
+    result = domainkd("data", str(tmp_path / "c.yaml"))
+    assert_one_sentence_error(result, "has no readable .md or .txt text")
+    assert not (tmp_path / "run" / "data" / "chunks.jsonl").exists()
+
+
+def test_unknown_model_name(tmp_path, small_docs):
+    (tmp_path / "c.yaml").write_text(
+        f"run_dir: {tmp_path / 'run'}\nteacher:\n  model: gpt-17-ultra\ndata:\n  documents: {small_docs}\n"
+    )
+    assert domainkd("data", str(tmp_path / "c.yaml")).returncode == 0
+    result = domainkd("teach", str(tmp_path / "c.yaml"))
+    assert_one_sentence_error(result, "unknown model 'gpt-17-ultra'", "domainkd models list")
+    assert not (tmp_path / "run" / "teach" / "train.jsonl").exists()
+
+
+def test_models_fetch_unknown_name():
+    assert_one_sentence_error(domainkd("models", "fetch", "nonesuch"), "unknown model 'nonesuch'")
+
+
+def test_bad_override():
+    assert_one_sentence_error(domainkd("run", "examples/handbook/config.yaml", "--set", "epochs", cwd=REPO), "--set 'epochs'")
+
+
+def test_models_list_shows_every_known_model(tmp_path):
+    result = domainkd("models", "list", env={"DOMAINKD_CACHE": str(tmp_path)})
+    assert result.returncode == 0
+    for name in ("smollm2-135m-instruct", "qwen2.5-coder-0.5b-instruct", "qwen2.5-coder-1.5b-instruct", "all-minilm-l6-v2"):
+        assert name in result.stdout
+    assert f"cache: {tmp_path}" in result.stdout
+
+
+def test_help_lists_every_stage():
+    result = domainkd("--help")
+    assert result.returncode == 0
+    for command in ("run", "data", "teach", "train", "eval", "report", "models"):
+        assert command in result.stdout

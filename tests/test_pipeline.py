@@ -1,0 +1,102 @@
+"""End to end on tiny random models: every stage, files on disk, resumable reruns."""
+
+import json
+
+import pytest
+from safetensors.torch import load_file
+
+from domainkd import evaluate, prepare_data, report, run, teach, train
+from domainkd.errors import DomainKDError
+from domainkd.io import read_jsonl
+from domainkd.paths import RunPaths
+
+
+def test_every_stage_end_to_end(tiny_config, capsys):
+    text = run(tiny_config)
+    paths = RunPaths(tiny_config.output_dir)
+
+    chunks = read_jsonl(paths.chunks)
+    assert [chunk["document"] for chunk in chunks] == ["01-leave.md", "02-parking.md", "03-security.md"]
+
+    examples = read_jsonl(paths.train_set)
+    assert examples, "refusal examples at least"
+    assert all({"id", "question", "answer", "strategy", "chunk_id", "document"} <= set(e) for e in examples)
+    from datasets import load_dataset
+
+    assert len(load_dataset("json", data_files=str(paths.train_set), split="train")) == len(examples)
+    summary = json.loads(paths.teach_summary.read_text())
+    assert summary["examples"] == len(examples)
+    assert summary["rejected"] == len(read_jsonl(paths.rejected))
+
+    weights = load_file(paths.model / "model.safetensors")
+    assert weights, "merged model saved as safetensors"
+    assert (paths.model / "tokenizer.json").is_file()
+
+    metrics = json.loads(paths.metrics.read_text())
+    assert set(metrics["systems"]) == {"base_student", "student", "teacher_closed_book", "teacher_with_context"}
+    assert metrics["systems"]["student"]["scores"]["fact_accuracy"]["n"] == 2
+    assert metrics["systems"]["student"]["scores"]["refusal_rate"]["n"] == 1
+    for system in metrics["systems"]:
+        rows = read_jsonl(paths.predictions(system))
+        assert [row["id"] for row in rows] == ["q1", "q2", "o1"]
+        assert all("prediction" in row and "scores" in row for row in rows)
+
+    assert "| system | fact_accuracy ↑" in text
+    assert "| student |" in text
+    assert paths.report.read_text() == text
+
+
+def test_rerun_reuses_answers_checkpoints_and_predictions(tiny_config, monkeypatch):
+    run(tiny_config)
+    paths = RunPaths(tiny_config.output_dir)
+    stored = paths.answer_store.stat().st_size
+    predictions = paths.predictions("student").read_text()
+
+    import domainkd.teachers.hf as hf
+
+    def no_generation(self, conversations, max_new_tokens=None):
+        raise AssertionError("teacher asked again")
+
+    monkeypatch.setattr(hf.HFTeacher, "generate", no_generation)
+    teach(tiny_config)  # everything comes from the store
+    import domainkd.evaluate.runner as runner
+
+    monkeypatch.setattr(runner, "_generate", lambda *a, **k: pytest.fail("evaluation regenerated"))
+    evaluate(tiny_config)
+    assert paths.predictions("student").read_text() == predictions
+    assert paths.answer_store.stat().st_size >= stored
+
+
+def test_lora_training_saves_adapter_and_merged_model(tiny_config):
+    tiny_config.train.method = "lora"
+    tiny_config.train.lora_r = 4
+    prepare_data(tiny_config)
+    teach(tiny_config)
+    summary = train(tiny_config)
+    paths = RunPaths(tiny_config.output_dir)
+    assert summary["method"] == "lora" and summary["steps"] >= 1
+    assert (paths.adapter / "adapter_model.safetensors").is_file()
+    merged = load_file(paths.model / "model.safetensors")
+    assert not any("lora" in name for name in merged)
+
+
+def test_training_resumes_from_last_checkpoint(tiny_config):
+    tiny_config.train.epochs = 2
+    tiny_config.train.save_steps = 1
+    prepare_data(tiny_config)
+    teach(tiny_config)
+    first = train(tiny_config)
+    paths = RunPaths(tiny_config.output_dir)
+    checkpoints = sorted(paths.checkpoints.glob("checkpoint-*"))
+    assert checkpoints
+    again = train(tiny_config)  # resumes at the final checkpoint: no further steps
+    assert again["steps"] == first["steps"]
+
+
+def test_stages_need_their_inputs(tiny_config):
+    with pytest.raises(DomainKDError, match="run `domainkd data CONFIG` first"):
+        teach(tiny_config)
+    with pytest.raises(DomainKDError, match="run `domainkd teach CONFIG` first"):
+        train(tiny_config)
+    with pytest.raises(DomainKDError, match="run `domainkd eval CONFIG` first"):
+        report(tiny_config)

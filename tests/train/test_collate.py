@@ -1,0 +1,30 @@
+import torch
+
+from domainkd.models import load_tokenizer
+from domainkd.train.collate import IGNORE_INDEX, PadCollator, tokenize_example
+
+
+def test_labels_cover_only_the_response(tiny_model):
+    tokenizer = load_tokenizer(tiny_model)
+    example = tokenize_example(tokenizer, "Be brief.", "How many days?", "27 days.", max_length=256)
+    ids, labels = example["input_ids"], example["labels"]
+    assert len(ids) == len(labels)
+    first = next(i for i, label in enumerate(labels) if label != IGNORE_INDEX)
+    prompt_text = tokenizer.decode(ids[:first])
+    assert prompt_text.endswith("<|im_start|>assistant\n")
+    assert labels[first:] == ids[first:]
+    assert tokenizer.decode(ids[first:]) == "27 days.<|im_end|>"
+
+
+def test_truncation_keeps_ids_and_labels_aligned(tiny_model):
+    tokenizer = load_tokenizer(tiny_model)
+    example = tokenize_example(tokenizer, None, "Question " * 50, "Answer.", max_length=20)
+    assert len(example["input_ids"]) == len(example["labels"]) == 20
+
+
+def test_pad_collator_masks_padding():
+    batch = PadCollator(pad_token_id=0)([{"input_ids": [5, 6, 7], "labels": [-100, 6, 7]}, {"input_ids": [8], "labels": [8]}])
+    assert batch["input_ids"].tolist() == [[5, 6, 7], [8, 0, 0]]
+    assert batch["labels"].tolist() == [[-100, 6, 7], [8, -100, -100]]
+    assert batch["attention_mask"].tolist() == [[1, 1, 1], [1, 0, 0]]
+    assert batch["input_ids"].dtype == torch.long
