@@ -18,7 +18,7 @@ from domainkd.errors import DomainKDError
 class StrictModel(BaseModel):
     """Base for every config section: unknown keys are errors, not silently ignored."""
 
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, validate_default=True)
 
 
 class StudentConfig(StrictModel):
@@ -49,6 +49,13 @@ class TeacherConfig(StrictModel):
     """Random seed for sampling; part of the answer-store key."""
     trust_remote_code: bool = False
     """Allow model code from the model directory to run."""
+
+    @field_validator("backend")
+    @classmethod
+    def _check_backend(cls, backend: str) -> str:
+        from domainkd.teachers.base import known_teachers
+
+        return _known_names([backend], known_teachers(), "teacher.backend")[0]
 
 
 class DataConfig(StrictModel):

@@ -53,6 +53,7 @@ def test_overrides_merge_over_file(tmp_path):
         ("data:\n  strategies:\n    context_qa: {paraphrases: 2}\n", "has no parameter 'paraphrases'"),
         ("eval:\n  metrics: [bleu9]\n", "unknown name 'bleu9'"),
         ("eval:\n  systems: [oracle]\n", "unknown name 'oracle'"),
+        ("teacher:\n  backend: carrier-pigeon\n", "teacher.backend has unknown name 'carrier-pigeon'"),
         ("data:\n  chunk_words: 50\n  chunk_overlap_words: 60\n", "chunk_overlap_words must be smaller"),
         ("train: [1, 2\n", "not valid YAML at line"),
         ("- just\n- a list\n", "must hold a mapping"),

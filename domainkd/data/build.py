@@ -9,6 +9,7 @@ JSON Lines file ``datasets.load_dataset("json", ...)`` reads.
 from __future__ import annotations
 
 import json
+import re
 from collections import Counter
 from typing import Any
 
@@ -112,7 +113,8 @@ def _summary(examples: list[dict], rejected: list[dict]) -> dict[str, Any]:
 
 
 def _reason_kind(reason: str) -> str:
-    return reason.split(" '")[0].split(", which")[0] if "'" in reason else reason
+    """The reason without its specific term: "answer states '30', which ..." -> "answer states"."""
+    return re.split(r"\s['\"]", reason)[0]
 
 
 def describe(summary: dict[str, Any]) -> str:

@@ -75,9 +75,9 @@ def parse_qa(text: str) -> tuple[str, str] | None:
         stripped = line.strip().strip("*").strip()
         lowered = stripped.lower()
         if lowered.startswith("question:") and question is None:
-            question = stripped.split(":", 1)[1].strip()
+            question = stripped.split(":", 1)[1].strip().strip("*").strip()
         elif lowered.startswith("answer:") and answer is None and question is not None:
-            answer = stripped.split(":", 1)[1].strip()
+            answer = stripped.split(":", 1)[1].strip().strip("*").strip()
     if question and answer:
         return question, answer
     return None

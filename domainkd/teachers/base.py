@@ -9,7 +9,6 @@ from typing import Any, Protocol
 from tqdm.auto import tqdm
 
 from domainkd.config import TeacherConfig
-from domainkd.errors import DomainKDError
 from domainkd.teachers.store import AnswerStore, answer_key
 
 Messages = list[dict[str, str]]
@@ -47,15 +46,16 @@ def register_teacher(name: str) -> Callable[[Callable[[TeacherConfig], Teacher]]
     return add
 
 
-def build_teacher(config: TeacherConfig) -> Teacher:
-    """Instantiate the configured teacher backend."""
-    import domainkd.teachers.hf  # noqa: F401  (registers the built-in backend)
+def known_teachers() -> dict[str, Callable[[TeacherConfig], Teacher]]:
+    """The registry with the built-in backends loaded."""
+    import domainkd.teachers.hf  # noqa: F401  (registers "hf")
 
-    if config.backend not in TEACHERS:
-        raise DomainKDError(
-            f"unknown teacher backend {config.backend!r}; choose from {', '.join(sorted(TEACHERS))}."
-        )
-    return TEACHERS[config.backend](config)
+    return TEACHERS
+
+
+def build_teacher(config: TeacherConfig) -> Teacher:
+    """Instantiate the configured teacher backend (cheap: models load on first use)."""
+    return known_teachers()[config.backend](config)
 
 
 def ask(

@@ -13,7 +13,7 @@ def test_short_section_stays_whole():
 
 
 def test_long_section_is_windowed_with_overlap():
-    lines = [f"line{i} " + "word " * 9 for i in range(10)]  # 10 words per line
+    lines = [" ".join([f"line{i}"] + ["word"] * 9) for i in range(10)]  # 10 words per line
     chunks = chunk_sections([_section("\n".join(lines))], chunk_words=30, overlap_words=10)
     assert len(chunks) > 1
     assert all(len(chunk.text.split()) <= 30 for chunk in chunks)
