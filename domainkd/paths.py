@@ -53,6 +53,10 @@ class RunPaths:
         return self.root / "train" / "model"
 
     @property
+    def train_inputs(self) -> Path:
+        return self.root / "train" / "inputs.json"
+
+    @property
     def train_summary(self) -> Path:
         return self.root / "train" / "summary.json"
 

@@ -91,6 +91,20 @@ def test_training_resumes_from_last_checkpoint(tiny_config):
     assert checkpoints
     again = train(tiny_config)  # resumes at the final checkpoint: no further steps
     assert again["steps"] == first["steps"]
+    assert again["seconds"] < first["seconds"]
+
+
+def test_changed_training_inputs_start_afresh(tiny_config, capsys):
+    prepare_data(tiny_config)
+    teach(tiny_config)
+    train(tiny_config)
+    paths = RunPaths(tiny_config.output_dir)
+    old = sorted(paths.checkpoints.glob("checkpoint-*"))
+    tiny_config.train.learning_rate = 1e-3
+    train(tiny_config)
+    assert "training inputs changed since the last checkpoint; starting afresh" in capsys.readouterr().out
+    new = sorted(paths.checkpoints.glob("checkpoint-*"))
+    assert new and all(path.stat().st_mtime > max(p.stat().st_mtime for p in old) for path in new)
 
 
 def test_stages_need_their_inputs(tiny_config):

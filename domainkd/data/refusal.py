@@ -3,8 +3,10 @@
 Two kinds, both needed (trials here: obvious off-topic questions were refused after
 training, but handbook-sounding ones got confident invented numbers):
 
-* *plausible* questions in the voice of an employee about topics a policy handbook often
-  has — each dropped when its topic phrase occurs in the user's documents;
+* *plausible* questions about topics a policy handbook often has — each dropped when a word
+  of its topic occurs in the user's documents (a refusal next to a real topic teaches the
+  student to refuse real questions: trials here refused the mileage rate after training on
+  "company car allowance");
 * *general* off-topic questions.
 
 Users can add their own out-of-scope questions from a text file (one per line).
@@ -17,45 +19,42 @@ from pathlib import Path
 from pydantic import Field
 
 from domainkd.config import StrictModel
-from domainkd.data.grounding import normalise
+from domainkd.data.grounding import words
 from domainkd.data.strategies import StrategyContext, StrategyOutput, register_strategy
 from domainkd.errors import DomainKDError
 from domainkd.sources import Chunk
 
-# (question, topic phrase that must not occur in the documents)
+# (question, topic word that must not occur in the documents). Half are worded like an
+# employee chatting and half like a formal quiz question: if refusals all had one style and
+# in-scope questions the other, the student would learn the style instead of the scope.
 PLAUSIBLE = [
     ("How many days of jury service leave do we get?", "jury"),
-    ("What is the monthly allowance for a company car?", "company car"),
-    ("Who approves a bicycle leasing application?", "leasing"),
-    ("When do stock options vest for new employees?", "stock option"),
-    ("How much is the long-service award after ten years?", "long-service"),
-    ("Which form do I use to claim dental insurance?", "dental"),
-    ("How often are free eye tests offered to screen users?", "eye test"),
-    ("What is the budget for language courses per employee?", "language course"),
-    ("How much is the mobile phone allowance each month?", "phone allowance"),
-    ("How many days of wedding leave can staff take?", "wedding"),
-    ("How many volunteering days does each employee get per year?", "volunteer"),
+    ("Who do I ask if I want to lease a bicycle through work?", "bicycle"),
+    ("When do stock options vest for new employees?", "stock"),
+    ("What do I get from the organisation after ten years of service?", "long-service"),
+    ("Which form is used to claim dental insurance?", "dental"),
+    ("I stare at screens all day; can I get a free eye test?", "eye"),
+    ("What is the annual budget for language courses per employee?", "language"),
+    ("Is there an allowance for my mobile phone bill?", "mobile"),
+    ("What is the number of days of wedding leave granted to staff?", "wedding"),
+    ("How many volunteering days can I take each year?", "volunteer"),
     ("What is the referral bonus for recommending a new hire?", "referral"),
     ("How much are the lunch vouchers worth per day?", "voucher"),
-    ("Does the organisation pay for public transport passes?", "transport pass"),
-    ("What is the deadline to sign up for the summer party?", "party"),
-    ("How many days of study leave are allowed before an exam?", "study leave"),
-    ("Who do I contact about the employee share scheme?", "share scheme"),
-    ("How many hours of blood donation leave are granted?", "blood donation"),
-    ("What is the dress code for client meetings?", "dress code"),
-    ("How much notice is needed to book the staff holiday cottage?", "cottage"),
-    ("What is the maximum reimbursement for a home internet connection?", "internet connection"),
-    ("Which room is the prayer room in?", "prayer"),
-    ("How many days of moving-house leave do employees get?", "moving"),
-    ("What is the bonus paid for working on a public holiday at night?", "night bonus"),
-    ("Who signs off on a request for a standing desk?", "standing desk"),
-    ("What discount do staff get at the partner fitness studio?", "fitness"),
-    ("How long is the probation period for interns?", "intern"),
-    ("What is the allowance for buying work shoes?", "shoe"),
-    ("How many days of compassionate leave are given for a grandparent's funeral?", "funeral"),
-    ("Which insurer covers staff travelling to the United States?", "united states"),
-    ("What is the policy on using personal laptops for email?", "personal laptop"),
-    ("How much is the annual bonus for the best team?", "best team"),
+    ("Does the organisation pay for public transport passes?", "transport"),
+    ("When's the deadline to sign up for the summer party?", "party"),
+    ("What is the maximum study leave allowed before an exam?", "exam"),
+    ("What is the amount of paid time off granted for donating blood?", "blood"),
+    ("What should I wear when I meet clients?", "dress"),
+    ("What is the notice period for booking the staff holiday cottage?", "cottage"),
+    ("Can I claim my home internet connection as an expense?", "internet"),
+    ("In which room is the prayer room located?", "prayer"),
+    ("Do I get a day off when I move house?", "moving"),
+    ("What is the night bonus rate for working on a public holiday?", "bonus"),
+    ("What is the prize for winning the annual photo competition?", "competition"),
+    ("How long is the probation period for an apprentice?", "apprentice"),
+    ("My grandmother died; how many days of compassionate leave do I get?", "funeral"),
+    ("Which insurer covers staff travelling to the United States?", "united"),
+    ("What is the size of the annual bonus for the best team?", "bonus"),
 ]
 
 GENERAL = [
@@ -102,11 +101,11 @@ class Refusal:
 
     def build(self, context: StrategyContext, params: RefusalParams) -> StrategyOutput:
         output = StrategyOutput()
-        corpus = " " + normalise(" ".join(chunk.text for chunk in context.chunks)) + " "
+        vocabulary = {word for chunk in context.chunks for word in words(chunk.text)}
         candidates: list[tuple[str, str]] = []
         if params.plausible:
             for question, topic in PLAUSIBLE:
-                if f" {normalise(topic)}" in corpus:
+                if any(_forms(word) & vocabulary for word in words(topic)):
                     output.rejected.append({"strategy": "refusal", "question": question, "reason": f"documents mention {topic!r}"})
                 else:
                     candidates.append((question, "plausible"))
@@ -119,6 +118,11 @@ class Refusal:
             for q, kind in candidates
         ]
         return output
+
+
+def _forms(word: str) -> set[str]:
+    """The word with and without a plural -s."""
+    return {word, word + "s", word.removesuffix("s")}
 
 
 def _read_questions(path: Path) -> list[str]:

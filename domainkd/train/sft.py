@@ -8,6 +8,9 @@ adapters, saves them, and also saves the merged model.
 
 from __future__ import annotations
 
+import hashlib
+import json
+import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -45,7 +48,7 @@ def train(config: RunConfig) -> dict[str, Any]:
         data_collator=PadCollator(tokenizer.pad_token_id),
     )
     started = time.time()
-    result = trainer.train(resume_from_checkpoint=_last_checkpoint(paths.checkpoints))
+    result = trainer.train(resume_from_checkpoint=_resumable_checkpoint(config, paths))
     _save(trainer.model, tokenizer, config, paths)
     summary = {
         "method": config.train.method,
@@ -110,8 +113,23 @@ def _training_arguments(train_config: TrainConfig, output_dir: Path, examples: i
     )
 
 
-def _last_checkpoint(directory: Path) -> str | None:
-    return get_last_checkpoint(str(directory)) if directory.is_dir() else None
+def _resumable_checkpoint(config: RunConfig, paths: RunPaths) -> str | None:
+    """The newest checkpoint, if it was trained on the same data, student and settings.
+
+    Checkpoints from other inputs are removed so the run starts afresh instead of
+    silently continuing a different training job.
+    """
+    fingerprint = {
+        "train_set_sha256": hashlib.sha256(paths.train_set.read_bytes()).hexdigest(),
+        "student": config.student.model,
+        "train": config.train.model_dump(mode="json"),
+    }
+    recorded = json.loads(paths.train_inputs.read_text(encoding="utf-8")) if paths.train_inputs.is_file() else None
+    if recorded != fingerprint and paths.checkpoints.is_dir():
+        print("training inputs changed since the last checkpoint; starting afresh", flush=True)
+        shutil.rmtree(paths.checkpoints)
+    write_json(paths.train_inputs, fingerprint)
+    return get_last_checkpoint(str(paths.checkpoints)) if paths.checkpoints.is_dir() else None
 
 
 def _save(model: Any, tokenizer: Any, config: RunConfig, paths: RunPaths) -> None:

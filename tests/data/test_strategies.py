@@ -73,14 +73,15 @@ def test_unparseable_reply_is_recorded():
 
 
 def test_refusal_drops_topics_the_documents_cover(tmp_path):
-    chunk = Chunk("c", "d.md", "Cars", "The company car allowance is 300 euros.", 0)
+    chunk = Chunk("c", "d.md", "Court", "Jury duty is paid in full; vouchers are not issued.", 0)
     extra = tmp_path / "oos.txt"
     extra.write_text("What is our policy on llamas?\n\n")
     params = strategy_params("refusal", {"questions_file": str(extra)})
     output = STRATEGIES["refusal"].build(StrategyContext([chunk], None, "I don't know."), params)
     questions = {example["question"] for example in output.examples}
-    assert "What is the monthly allowance for a company car?" not in questions
+    assert "How many days of jury service leave do we get?" not in questions
+    assert "How much are the lunch vouchers worth per day?" not in questions
     assert "What is our policy on llamas?" in questions
     assert "What is the capital of Canada?" in questions
     assert all(example["answer"] == "I don't know." for example in output.examples)
-    assert any(row["reason"] == "documents mention 'company car'" for row in output.rejected)
+    assert any(row["reason"] == "documents mention 'voucher'" for row in output.rejected)
