@@ -113,21 +113,12 @@ def models_fetch(name: Annotated[str, typer.Argument(help="A name from `domainkd
 
 
 def main() -> None:
-    """Entry point: run the app, turning DomainKDError into one line and exit status 2."""
+    """Entry point: usage errors exit 2 via typer; a DomainKDError prints one line and exits 2."""
     try:
-        app(standalone_mode=False)
+        app()
     except DomainKDError as error:
         print(f"error: {error}", file=sys.stderr)
         sys.exit(2)
-    except (typer.Exit, SystemExit) as exit_:
-        sys.exit(getattr(exit_, "exit_code", getattr(exit_, "code", 0)))
-    except Exception as error:  # click usage errors
-        import click
-
-        if isinstance(error, click.ClickException):
-            error.show()
-            sys.exit(error.exit_code)
-        raise
 
 
 if __name__ == "__main__":

@@ -74,3 +74,10 @@ def test_help_lists_every_stage():
     assert result.returncode == 0
     for command in ("run", "data", "teach", "train", "eval", "report", "models"):
         assert command in result.stdout
+
+
+def test_unknown_command_is_a_usage_error_not_a_traceback():
+    result = domainkd("frobnicate")
+    assert result.returncode == 2
+    assert "No such command 'frobnicate'" in result.stderr
+    assert "Traceback" not in result.stderr
