@@ -7,10 +7,10 @@ taking a :class:`RunConfig`; the CLI only parses arguments and calls them.
 from domainkd.config import RunConfig, load_config
 from domainkd.data.build import prepare_data, teach
 from domainkd.errors import DomainKDError
-from domainkd.evaluate import evaluate
+from domainkd.evaluation import evaluate
 from domainkd.pipeline import run
-from domainkd.report import report
-from domainkd.train import train
+from domainkd.reporting import report
+from domainkd.training import train
 
 __all__ = ["DomainKDError", "RunConfig", "evaluate", "load_config", "prepare_data", "report", "run", "teach", "train"]
 __version__ = "0.1.0"

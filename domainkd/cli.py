@@ -66,7 +66,7 @@ def teach_command(config: ConfigArg, set_: SetOption = None) -> None:
 @app.command("train")
 def train_command(config: ConfigArg, set_: SetOption = None) -> None:
     """Fine-tune the student on the teacher's answers (resumes from the last checkpoint)."""
-    from domainkd.train import train
+    from domainkd.training import train
 
     summary = train(_config(config, set_))
     summary.pop("log")
@@ -76,8 +76,8 @@ def train_command(config: ConfigArg, set_: SetOption = None) -> None:
 @app.command("eval")
 def eval_command(config: ConfigArg, set_: SetOption = None) -> None:
     """Answer the held-out questions with every configured system and score them."""
-    from domainkd.evaluate import evaluate
-    from domainkd.report import results_table
+    from domainkd.evaluation import evaluate
+    from domainkd.reporting import results_table
 
     print(results_table(evaluate(_config(config, set_))))
 
@@ -85,7 +85,7 @@ def eval_command(config: ConfigArg, set_: SetOption = None) -> None:
 @app.command("report")
 def report_command(config: ConfigArg, set_: SetOption = None) -> None:
     """Write report.md in the run directory and print it."""
-    from domainkd.report import report
+    from domainkd.reporting import report
 
     print(report(_config(config, set_)))
 

@@ -146,14 +146,14 @@ class EvalConfig(StrictModel):
     @field_validator("systems")
     @classmethod
     def _check_systems(cls, systems: list[str]) -> list[str]:
-        from domainkd.evaluate.systems import SYSTEMS
+        from domainkd.evaluation.systems import SYSTEMS
 
         return _known_names(systems, SYSTEMS, "eval.systems")
 
     @field_validator("metrics")
     @classmethod
     def _check_metrics(cls, metrics: list[str]) -> list[str]:
-        from domainkd.evaluate.metrics import METRICS
+        from domainkd.evaluation.metrics import METRICS
 
         return _known_names(metrics, METRICS, "eval.metrics")
 

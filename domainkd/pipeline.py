@@ -7,9 +7,9 @@ from typing import Any
 
 from domainkd.config import RunConfig
 from domainkd.data.build import prepare_data, teach
-from domainkd.evaluate import evaluate
-from domainkd.report import report
-from domainkd.train import train
+from domainkd.evaluation import evaluate
+from domainkd.reporting import report
+from domainkd.training import train
 
 STAGES: dict[str, Callable[[RunConfig], Any]] = {
     "data": prepare_data,

@@ -59,7 +59,7 @@ def test_rerun_reuses_answers_checkpoints_and_predictions(tiny_config, monkeypat
 
     monkeypatch.setattr(hf.HFTeacher, "generate", no_generation)
     teach(tiny_config)  # everything comes from the store
-    import domainkd.evaluate.runner as runner
+    import domainkd.evaluation.runner as runner
 
     monkeypatch.setattr(runner, "_generate", lambda *a, **k: pytest.fail("evaluation regenerated"))
     evaluate(tiny_config)
@@ -99,12 +99,12 @@ def test_changed_training_inputs_start_afresh(tiny_config, capsys):
     teach(tiny_config)
     train(tiny_config)
     paths = RunPaths(tiny_config.output_dir)
-    old = sorted(paths.checkpoints.glob("checkpoint-*"))
+    last_old_write = max(path.stat().st_mtime_ns for path in paths.checkpoints.glob("checkpoint-*"))
     tiny_config.train.learning_rate = 1e-3
     train(tiny_config)
     assert "training inputs changed since the last checkpoint; starting afresh" in capsys.readouterr().out
     new = sorted(paths.checkpoints.glob("checkpoint-*"))
-    assert new and all(path.stat().st_mtime > max(p.stat().st_mtime for p in old) for path in new)
+    assert new and all(path.stat().st_mtime_ns > last_old_write for path in new)
 
 
 def test_stages_need_their_inputs(tiny_config):

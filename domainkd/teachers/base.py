@@ -25,6 +25,10 @@ class Teacher(Protocol):
         """Generation settings that change the answer (part of the store key)."""
         ...
 
+    def load(self) -> None:
+        """Get ready to generate (load a model, check an endpoint); called only if work remains."""
+        ...
+
     def generate(self, conversations: list[Messages], max_new_tokens: int | None = None) -> list[str]:
         """Answer each conversation (system/user messages); same order as given.
 
@@ -87,6 +91,8 @@ def ask(
     answers = store.get_many(list(dict.fromkeys(keys)))
     by_key = dict(zip(keys, conversations))
     missing = sorted({key for key in keys if key not in answers}, key=lambda key: -len(json.dumps(by_key[key])))
+    if missing:
+        teacher.load()  # before the progress bar, so a bad model reference is a clean one-line error
     with tqdm(total=len(missing), desc=description, unit="prompt", disable=not missing) as progress:
         for start in range(0, len(missing), teacher.batch_size):
             batch_keys = missing[start : start + teacher.batch_size]

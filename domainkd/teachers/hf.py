@@ -29,7 +29,8 @@ class HFTeacher:
             settings.update(top_p=self.config.top_p, seed=self.config.seed)
         return settings
 
-    def _load(self) -> None:
+    def load(self) -> None:
+        """Load the model and tokenizer once."""
         if self._model is None:
             dtype = torch.bfloat16 if torch.cuda.is_available() else torch.float32
             self._model, self._tokenizer = load_causal_lm(
@@ -40,7 +41,7 @@ class HFTeacher:
 
     def generate(self, conversations: list[Messages], max_new_tokens: int | None = None) -> list[str]:
         """Answer each conversation; returns the decoded completions, stripped."""
-        self._load()
+        self.load()
         prompts = [render_prompt(self._tokenizer, conversation) for conversation in conversations]
         return generate_texts(
             self._model,

@@ -1,7 +1,7 @@
 import pytest
 
-from domainkd.evaluate.metrics import METRICS, aggregate, fact_present, normalise_answer
-from domainkd.evaluate.refusal import is_refusal
+from domainkd.evaluation.metrics import METRICS, aggregate, fact_present, normalise_answer
+from domainkd.evaluation.refusal import is_refusal
 
 IN = {"question": "q", "answer": "Staff get 27 days of leave.", "facts": ["27 days|twenty-seven days"], "scope": "in"}
 OUT = {"question": "q", "answer": "I don't know.", "facts": [], "scope": "out"}

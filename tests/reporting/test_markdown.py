@@ -1,4 +1,4 @@
-from domainkd.report import results_table
+from domainkd.reporting import results_table
 
 METRICS = {
     "questions": 3,

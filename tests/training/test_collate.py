@@ -1,7 +1,7 @@
 import torch
 
 from domainkd.models import load_tokenizer
-from domainkd.train.collate import IGNORE_INDEX, PadCollator, tokenize_example
+from domainkd.training.collate import IGNORE_INDEX, PadCollator, tokenize_example
 
 
 def test_labels_cover_only_the_response(tiny_model):

@@ -25,7 +25,7 @@ from domainkd.errors import DomainKDError
 from domainkd.io import atomic_dir, read_jsonl, write_json
 from domainkd.models import load_causal_lm
 from domainkd.paths import RunPaths
-from domainkd.train.collate import PadCollator, tokenize_example
+from domainkd.training.collate import PadCollator, tokenize_example
 
 
 def train(config: RunConfig) -> dict[str, Any]:

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
-from domainkd.evaluate.refusal import is_refusal
+from domainkd.evaluation.refusal import is_refusal
 
 Example = dict[str, Any]
 

@@ -17,8 +17,8 @@ from tqdm.auto import tqdm
 from domainkd.config import RunConfig
 from domainkd.data.build import load_chunks
 from domainkd.errors import DomainKDError
-from domainkd.evaluate.metrics import METRICS, aggregate
-from domainkd.evaluate.systems import SYSTEMS, conversation
+from domainkd.evaluation.metrics import METRICS, aggregate
+from domainkd.evaluation.systems import SYSTEMS, conversation
 from domainkd.io import read_jsonl, write_json, write_jsonl
 from domainkd.models import generate_texts, load_causal_lm, render_prompt
 from domainkd.paths import RunPaths
