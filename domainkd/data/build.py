@@ -8,7 +8,6 @@ JSON Lines file ``datasets.load_dataset("json", ...)`` reads.
 
 from __future__ import annotations
 
-import json
 import re
 from collections import Counter
 from typing import Any
@@ -115,8 +114,3 @@ def _summary(examples: list[dict], rejected: list[dict]) -> dict[str, Any]:
 def _reason_kind(reason: str) -> str:
     """The reason without its specific term: "answer states '30', which ..." -> "answer states"."""
     return re.split(r"\s['\"]", reason)[0]
-
-
-def describe(summary: dict[str, Any]) -> str:
-    """Compact one-line JSON for terminal output."""
-    return json.dumps(summary, ensure_ascii=False)
