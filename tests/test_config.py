@@ -25,7 +25,7 @@ def test_defaults_validate():
     config = RunConfig()
     assert config.train.method == "full"
     assert set(config.data.strategies) == {"context_qa", "refusal"}
-    assert config.data.strategies["context_qa"]["paraphrases_per_question"] == 2
+    assert config.data.strategies["context_qa"]["questions_per_fact"] == 2
 
 
 def test_relative_paths_resolve_against_config_file(tmp_path):

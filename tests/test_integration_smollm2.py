@@ -30,26 +30,26 @@ def test_smollm2_teacher_writes_grounded_examples(tmp_path):
             "teacher": {"model": "smollm2-135m-instruct", "batch_size": 16, "max_new_tokens": 48},
             "data": {
                 "documents": str(docs),
-                "strategies": {"context_qa": {"max_facts_per_chunk": 4, "paraphrases_per_question": 1}, "refusal": {}},
+                "strategies": {"context_qa": {"max_facts_per_chunk": 4, "questions_per_fact": 2, "paraphrases_per_question": 1}, "refusal": {}},
             },
         }
     )
     summary = prepare_data(config)
     assert summary["chunks"] == 3
-    assert summary["teacher_calls"]["context_qa"] == 24
+    assert summary["teacher_calls"]["context_qa"] == 48
 
     result = teach(config)
     paths = RunPaths(config.output_dir)
     examples, rejected = read_jsonl(paths.train_set), read_jsonl(paths.rejected)
-    # every one of the 12 facts ends as a kept pair or a rejection with a reason
-    originals = [e for e in examples if e["strategy"] == "context_qa" and e["variant"] == "original"]
+    # every question request (12 facts x 2 styles) ends as a kept pair or a rejection with a reason
+    originals = [e for e in examples if e["strategy"] == "context_qa" and e["variant"] in ("quiz", "casual")]
     qa_rejections = [r for r in rejected if r["strategy"] == "context_qa" and "teacher_reply" in r]
-    assert len(originals) + len(qa_rejections) == 12
+    assert len(originals) + len(qa_rejections) == 24
     assert all(r["reason"] for r in rejected)
     assert Counter(e["strategy"] for e in examples)["refusal"] >= 40
     with sqlite3.connect(paths.answer_store) as connection:
         stored = connection.execute("SELECT COUNT(*) FROM answers").fetchone()[0]
-    assert stored == 12 + len(originals)  # one question call per fact, one rewording call per kept pair
+    assert stored == 24 + len(originals)  # one question call per fact and style, one rewording call per kept pair
     # kept answers are grounded: every number they state is in their chunk
     chunks = {chunk["chunk_id"]: chunk["text"] for chunk in read_jsonl(paths.chunks)}
     from domainkd.data.grounding import key_terms, words

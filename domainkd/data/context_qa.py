@@ -1,10 +1,11 @@
 """Context-aware synthetic QA, the first source paper's winning strategy.
 
-For every fact (sentence or list item) of every chunk the teacher writes one question and
-a one-sentence answer, seeing the section title and the fact. Grounding checks drop pairs
-whose specifics are not in the chunk. Each kept question is then reworded by the teacher so
-the student sees several phrasings of one fact (reworded copies raised held-out accuracy in
-trials here).
+For every fact (sentence or list item) of every chunk the teacher writes a question and a
+one-sentence answer in each of ``questions_per_fact`` styles (quiz, casual, yes/no check),
+seeing the section title and the fact. Grounding checks drop pairs whose specifics are not
+in the chunk. Each kept question can then be reworded by the teacher. Several phrasings of
+one fact are what lets the student answer a question worded in a way it never saw
+(reworded copies raised held-out accuracy in trials here).
 """
 
 from __future__ import annotations
@@ -22,12 +23,19 @@ class ContextQAParams(StrictModel):
 
     max_facts_per_chunk: int | None = Field(None, ge=1)
     """Ask about at most this many facts per chunk (None: all of them)."""
-    paraphrases_per_question: int = Field(2, ge=0, le=3)
+    questions_per_fact: int = Field(2, ge=1, le=len(prompts.QA_STYLES))
+    """Question/answer pairs the teacher writes per fact, each in another style of ``prompts.QA_STYLES``."""
+    paraphrases_per_question: int = Field(0, ge=0, le=3)
     """Reworded copies the teacher writes of each kept question."""
 
 
 def _facts(chunks: list[Chunk], limit: int | None) -> list[tuple[Chunk, str]]:
     return [(chunk, fact) for chunk in chunks for fact in split_facts(chunk.text)[:limit]]
+
+
+def _copied_example(text: str, fact: str) -> bool:
+    """Whether ``text`` borrows a distinctive word of the prompts' one-shot examples."""
+    return bool((set(grounding.words(text)) & prompts.EXAMPLE_WORDS) - set(grounding.words(fact)))
 
 
 @register_strategy("context_qa")
@@ -36,22 +44,29 @@ class ContextQA:
 
     def teacher_calls(self, chunks: list[Chunk], params: ContextQAParams) -> int:
         facts = len(_facts(chunks, params.max_facts_per_chunk))
-        return facts * (1 + params.paraphrases_per_question)
+        return facts * params.questions_per_fact * (1 + params.paraphrases_per_question)
 
     def build(self, context: StrategyContext, params: ContextQAParams) -> StrategyOutput:
         output = StrategyOutput()
         facts = _facts(context.chunks, params.max_facts_per_chunk)
-        replies = context.ask([prompts.qa_conversation(c.title, fact) for c, fact in facts], "teacher: questions")
+        styles = list(prompts.QA_STYLES)[: params.questions_per_fact]
+        requests = [(chunk, fact, style) for chunk, fact in facts for style in styles]
+        replies = context.ask([prompts.qa_conversation(c.title, fact, style) for c, fact, style in requests], "teacher: questions")
         pairs = []
-        for (chunk, fact), reply in zip(facts, replies):
+        asked: dict[str, set[str]] = {}  # per fact: normalised questions kept so far
+        for (chunk, fact, style), reply in zip(requests, replies):
             base = {"strategy": "context_qa", "document": chunk.document, "chunk_id": chunk.chunk_id, "fact": fact}
             parsed = prompts.parse_qa(reply)
             reason = "reply did not parse as Question/Answer" if parsed is None else self._check(parsed, fact, chunk)
+            seen = asked.setdefault(f"{chunk.chunk_id}\n{fact}", set())
+            if reason is None and grounding.normalise(parsed[0]) in seen:
+                reason = "question repeats another style's question"
             if reason:
                 output.rejected.append({**base, "teacher_reply": reply, "reason": reason})
                 continue
+            seen.add(grounding.normalise(parsed[0]))
             pairs.append((base, *parsed))
-        output.examples += [{**base, "question": q, "answer": a, "variant": "original"} for base, q, a in pairs]
+            output.examples.append({**base, "question": parsed[0], "answer": parsed[1], "variant": style})
         if params.paraphrases_per_question:
             self._add_paraphrases(context, pairs, params.paraphrases_per_question, output)
         return output
@@ -59,6 +74,8 @@ class ContextQA:
     @staticmethod
     def _check(pair: tuple[str, str], fact: str, chunk: Chunk) -> str | None:
         question, answer = pair
+        if _copied_example(question + " " + answer, fact):
+            return "pair copies the prompt's example"
         return grounding.check_question(question, chunk.text) or grounding.check_answer(question, answer, fact, chunk.text)
 
     @staticmethod
@@ -70,8 +87,7 @@ class ContextQA:
             candidate = (prompts.parse_lines(reply) or [""])[0]
             seen = kept.setdefault(question, {grounding.normalise(question)})
             reason = grounding.check_paraphrase(candidate, question, answer)
-            borrowed = (set(grounding.words(candidate)) & prompts.EXAMPLE_WORDS) - set(grounding.words(base["fact"]))
-            if reason is None and borrowed:
+            if reason is None and _copied_example(candidate, base["fact"]):
                 reason = "paraphrase copies the prompt's example"
             if reason is None and grounding.normalise(candidate) in seen:
                 reason = "duplicate rewording"

@@ -87,6 +87,8 @@ def check_paraphrase(paraphrase: str, question: str, answer: str) -> str | None:
         return "paraphrase is not a question"
     if normalise(paraphrase) == normalise(question):
         return "paraphrase repeats the question"
+    if words(paraphrase)[-3:] == words(question)[-3:] and content_words(paraphrase) == content_words(question):
+        return "paraphrase changes only small words"
     paraphrase_words = set(words(paraphrase))
     invented = key_terms(paraphrase) - set(words(question))
     if invented:

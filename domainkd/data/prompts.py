@@ -16,43 +16,59 @@ _QA_EXAMPLE_USER = (
     "Section: Rooftop beehives\n"
     "Fact: Volunteers may open the rooftop hives on Block Q only between 10:15 and 14:40, wearing a veil."
 )
-_QA_EXAMPLE_ASSISTANT = (
-    "Question: During which hours may volunteers open the rooftop hives on Block Q?\n"
-    "Answer: Volunteers may open the rooftop hives on Block Q between 10:15 and 14:40."
-)
+# One example reply per question style. Asking for a question about the *fact* in another
+# style gives differently-worded questions even from a 0.5B teacher, which mostly copies a
+# question it is asked to reword. Users ask casually ("can I", "do I have to"); a student that
+# saw only quiz-style questions treats casual ones as unknown.
+QA_STYLES = {
+    "quiz": (
+        "Question: During which hours may volunteers open the rooftop hives on Block Q?\n"
+        "Answer: Volunteers may open the rooftop hives on Block Q between 10:15 and 14:40."
+    ),
+    "casual": (
+        "Question: I'm volunteering on Block Q; what time can I open the hives up on the roof?\n"
+        "Answer: You can open the rooftop hives on Block Q between 10:15 and 14:40."
+    ),
+    "check": (
+        "Question: Is there a time window for opening the beehives on the Block Q roof?\n"
+        "Answer: Yes, volunteers may open them only between 10:15 and 14:40."
+    ),
+}
 
 PARAPHRASE_SYSTEM = (
-    "You rewrite questions so they sound like a different person asking. Use different words and a "
-    "different sentence structure, keep names, numbers and codes. Do not answer."
+    "Rewrite the question the way an employee would ask a colleague: in the first person, with "
+    "everyday words instead of the handbook's terms and a different sentence structure. Keep names, "
+    "numbers and codes. Do not answer."
 )
 # One example per rewording variant: with greedy decoding, a different example is what makes
-# the second and third rewordings differ from the first.
+# the second and third rewordings differ from the first. Users ask casually ("can I", "do I
+# have to"); a student that saw only quiz-style questions treats casual ones as unknown.
 PARAPHRASE_EXAMPLES = [
     (
         "During which hours may volunteers open the rooftop hives on Block Q?",
-        "When am I allowed to open the Block Q beehives on the roof?",
+        "When am I allowed to open the beehives up on the Block Q roof?",
     ),
     (
         "Which form is used to order spare glaze for the pottery kiln?",
-        "What's the form for requesting more kiln glaze?",
+        "If I run out of glaze for the kiln, what form do I fill in?",
     ),
     (
         "How many hours of notice are needed to reserve the 3D printer?",
-        "How far in advance should the 3D printer be booked?",
+        "How far ahead do I have to book the 3D printer?",
     ),
 ]
 EXAMPLE_WORDS = frozenset(
-    "rooftop roof hive hives beehive beehives volunteer volunteers veil block glaze pottery kiln printer 3d 10:15 14:40".split()
+    "rooftop roof hive hives beehive beehives volunteer volunteers volunteering veil block glaze pottery kiln printer 3d 10:15 14:40".split()
 )
 """Distinctive words of the one-shot examples; an output that adds one copied the example."""
 
 
-def qa_conversation(title: str, fact: str) -> Messages:
-    """Ask for one question/answer pair about ``fact`` from the section ``title``."""
+def qa_conversation(title: str, fact: str, style: str = "quiz") -> Messages:
+    """Ask for one question/answer pair about ``fact`` from the section ``title``, in a ``QA_STYLES`` style."""
     return [
         {"role": "system", "content": QA_SYSTEM},
         {"role": "user", "content": _QA_EXAMPLE_USER},
-        {"role": "assistant", "content": _QA_EXAMPLE_ASSISTANT},
+        {"role": "assistant", "content": QA_STYLES[style]},
         {"role": "user", "content": f"Section: {title}\nFact: {fact}"},
     ]
 

@@ -14,6 +14,7 @@ Users can add their own out-of-scope questions from a text file (one per line).
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 
 from pydantic import Field
@@ -90,6 +91,9 @@ class RefusalParams(StrictModel):
     """Include general off-topic questions."""
     questions_file: Path | None = None
     """Extra out-of-scope questions, one per line (UTF-8 text)."""
+    max_examples: int | None = Field(None, ge=1)
+    """Keep at most this many, taken in turn from each kind (None: all). Too many refusals
+    teach the student to refuse in-scope questions worded unlike its training questions."""
 
 
 @register_strategy("refusal")
@@ -115,9 +119,18 @@ class Refusal:
             candidates += [(question, "user") for question in _read_questions(params.questions_file)]
         output.examples = [
             {"strategy": "refusal", "question": q, "answer": context.refusal_text, "variant": kind, "document": None, "chunk_id": None}
-            for q, kind in candidates
+            for q, kind in _take_in_turn(candidates, params.max_examples)
         ]
         return output
+
+
+def _take_in_turn(candidates: list[tuple[str, str]], limit: int | None) -> list[tuple[str, str]]:
+    """Up to ``limit`` candidates, alternating between kinds so each keeps its share."""
+    by_kind: dict[str, list[tuple[str, str]]] = {}
+    for candidate in candidates:
+        by_kind.setdefault(candidate[1], []).append(candidate)
+    interleaved = [c for group in itertools.zip_longest(*by_kind.values()) for c in group if c is not None]
+    return interleaved[:limit]
 
 
 def _forms(word: str) -> set[str]:

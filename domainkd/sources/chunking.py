@@ -9,6 +9,8 @@ from domainkd.sources.documents import Section
 
 _SENTENCE_END = re.compile(r"(?<=[.!?;])\s+(?=[A-Z0-9\"'(])")
 _BULLET = re.compile(r"^\s*(?:[-*+]|\d+[.)])\s+")
+# A full stop after these ends a title or abbreviation, not a sentence ("the hydrologist Dr. Ana Reyes").
+_ABBREVIATIONS = frozenset("dr prof mr mrs ms mx st no nos fig approx capt rev sr jr vs e.g i.e etc cf".split())
 
 
 @dataclass(frozen=True)
@@ -83,7 +85,21 @@ def split_facts(text: str) -> list[str]:
                 item = _BULLET.sub("", stripped).rstrip(";,")
                 facts.append(f"{lead_in} {item}".strip() if lead_in else item)
                 continue
-            sentences = [s.strip() for s in _SENTENCE_END.split(stripped) if s.strip()]
+            sentences = _sentences(stripped)
             lead_in = sentences[-1].rstrip(":") + ":" if sentences and sentences[-1].endswith(":") else ""
             facts.extend(s for s in sentences if not s.endswith(":"))
     return [fact for fact in facts if len(fact.split()) >= 4]
+
+
+def _sentences(line: str) -> list[str]:
+    """Sentences of one line, not split after a title such as "Dr." or "Prof."."""
+    sentences: list[str] = []
+    for piece in (piece.strip() for piece in _SENTENCE_END.split(line)):
+        if not piece:
+            continue
+        last_word = sentences[-1].rsplit(None, 1)[-1].lower().rstrip(".") if sentences else ""
+        if last_word in _ABBREVIATIONS and sentences[-1].endswith("."):
+            sentences[-1] = f"{sentences[-1]} {piece}"
+        else:
+            sentences.append(piece)
+    return sentences

@@ -44,6 +44,9 @@ def test_paraphrase_checks():
     assert grounding.check_paraphrase("Does Ilse Varga receive form HR-22?", question, answer) == "paraphrase adds 'ilse'"
     assert grounding.check_paraphrase("Form HR-22 goes to whom.", question, answer) == "paraphrase is not a question"
     assert grounding.check_paraphrase("What is the weather like?", question, answer) == "paraphrase drifted from the question"
+    small = "paraphrase changes only small words"
+    assert grounding.check_paraphrase("Who is it that receives form HR-22?", question, answer) == small
+    assert grounding.check_paraphrase("Who do I send my form HR-22 to?", question, answer) is None
 
 
 def test_possessives_match_the_name():

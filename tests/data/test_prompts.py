@@ -26,3 +26,12 @@ def test_conversations_end_with_the_user_turn():
     first, second = prompts.paraphrase_conversation("Who?", 0), prompts.paraphrase_conversation("Who?", 1)
     assert first[-1] == second[-1] == {"role": "user", "content": "Who?"}
     assert first[1] != second[1]  # each variant has its own example
+
+
+def test_every_question_style_example_is_a_valid_pair():
+    fact = prompts.qa_conversation("t", "f")[1]["content"].split("Fact: ")[1]
+    for style, example in prompts.QA_STYLES.items():
+        question, answer = prompts.parse_qa(example)
+        assert question.endswith("?"), style
+        assert "10:15" in answer and "14:40" in answer and "10:15" in fact, style
+        assert prompts.qa_conversation("t", "f", style)[2]["content"] == example

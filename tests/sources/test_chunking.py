@@ -43,3 +43,11 @@ def test_split_facts_sentences_and_bullets_with_lead_in():
 
 def test_split_facts_drops_fragments():
     assert split_facts("Yes. This one is long enough.") == ["This one is long enough."]
+
+
+def test_split_facts_keeps_titles_with_their_names():
+    text = "The Institute was founded in 1983 by the hydrologist Dr. Ana Reyes. The Director is Prof. Maud Ekwall."
+    assert split_facts(text) == [
+        "The Institute was founded in 1983 by the hydrologist Dr. Ana Reyes.",
+        "The Director is Prof. Maud Ekwall.",
+    ]
