@@ -126,7 +126,8 @@ def _resumable_checkpoint(config: RunConfig, paths: RunPaths) -> str | None:
     }
     recorded = json.loads(paths.train_inputs.read_text(encoding="utf-8")) if paths.train_inputs.is_file() else None
     if recorded != fingerprint and paths.checkpoints.is_dir():
-        print("training inputs changed since the last checkpoint; starting afresh", flush=True)
+        if get_last_checkpoint(str(paths.checkpoints)):
+            print("training inputs changed since the last checkpoint; starting afresh", flush=True)
         shutil.rmtree(paths.checkpoints)
     write_json(paths.train_inputs, fingerprint)
     return get_last_checkpoint(str(paths.checkpoints)) if paths.checkpoints.is_dir() else None
