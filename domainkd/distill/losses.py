@@ -1,0 +1,425 @@
+"""White-box distillation losses: pure functions over logits, no model code.
+
+Conventions shared by every function here:
+
+- ``p`` is the teacher distribution, ``q`` the student's. Arguments always come in the
+  order ``(student, teacher)``, as in ``F.kl_div(student_logprobs, teacher_logprobs)``.
+- Logits have shape ``(..., V)``; a per-token divergence returns ``(...)``, one value in
+  nats per position. Both distributions are ``log_softmax(logits / temperature)``,
+  computed in at least float32.
+- Logits at ``-inf`` (masked-out vocabulary) give probability 0. In ``KL(a ‖ b)`` an entry
+  with ``a = 0`` adds exactly 0, value and gradient (never NaN), so entries at ``-inf`` on
+  both sides count as absent; ``a > 0`` where ``b = 0`` gives a true ``+inf``.
+- Mixtures (JSD, skew KL) follow TRL's GKD: ``m = β·p + (1 − β)·q`` puts weight ``β`` on
+  the *teacher*. TRL's ``beta`` is exactly this ``beta`` on ``0 < β < 1``; TRL
+  special-cases ``beta=0`` to ``forward_kl`` and ``beta=1`` to ``reverse_kl``, where the
+  JSD formula itself is identically 0, so here those endpoints are rejected instead.
+- DistiLLM's skew ``λ`` (``skew``) weighs the distribution on the *left* of the KL:
+  ``skew_forward_kl = KL(p ‖ λp + (1 − λ)q)`` (TRL's mixture at ``β = λ``) and
+  ``skew_reverse_kl = KL(q ‖ λq + (1 − λ)p)`` (TRL's mixture at ``β = 1 − λ``). ``λ = 0``
+  gives the plain KL; ``λ = 1`` would be identically 0 and is rejected.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import partial
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+from torch.utils.checkpoint import checkpoint
+
+IGNORE_INDEX = -100  # label of positions without loss, as in domainkd.training.collate
+_NEG_INF = -math.inf
+
+
+# --- shared pieces -------------------------------------------------------------------
+
+
+def _log_softmax(logits: Tensor, temperature: float) -> Tensor:
+    """Log-probabilities at ``temperature``, in float32 (float64 stays float64)."""
+    if not temperature > 0:
+        raise ValueError(f"temperature must be > 0, got {temperature}.")
+    logits = logits.to(torch.promote_types(logits.dtype, torch.float32))
+    return F.log_softmax(logits / temperature, dim=-1)
+
+
+def _logsumexp(values: Tensor) -> Tensor:
+    """``logsumexp`` over the last dim, -inf for an all -inf row without a NaN gradient."""
+    empty = (values == _NEG_INF).all(-1)
+    return values.masked_fill(empty[..., None], 0).logsumexp(-1).masked_fill(empty, _NEG_INF)
+
+
+def _log_mixture(log_a: Tensor, log_b: Tensor, weight_a: float) -> Tensor:
+    """``log(w·a + (1 − w)·b)`` from log-probabilities, entrywise; ``0 ≤ w < 1``."""
+    log_weight_a = math.log(weight_a) if weight_a > 0 else _NEG_INF
+    return _logsumexp(torch.stack([log_a + log_weight_a, log_b + math.log1p(-weight_a)], dim=-1))
+
+
+def _kl(log_a: Tensor, log_b: Tensor) -> Tensor:
+    """``KL(a ‖ b) = Σ a (log a − log b)`` over the last dim; entries with ``a = 0`` add 0."""
+    a_empty = log_a == _NEG_INF
+    # Filling both logs (not only the product) keeps -inf − -inf out of forward and backward.
+    return (log_a.exp() * (log_a.masked_fill(a_empty, 0) - log_b.masked_fill(a_empty, 0))).sum(-1)
+
+
+def _logprobs(student_logits: Tensor, teacher_logits: Tensor, temperature: float) -> tuple[Tensor, Tensor]:
+    return _log_softmax(student_logits, temperature), _log_softmax(teacher_logits, temperature)
+
+
+def _check_skew(skew: float) -> None:
+    if not 0 <= skew < 1:
+        raise ValueError(f"skew must lie in [0, 1), got {skew}; at 1 the skew KL is identically 0.")
+
+
+# --- divergences on log-probabilities: (student_logprobs, teacher_logprobs) -> (...) --
+
+
+def _forward_kl(student_logprobs: Tensor, teacher_logprobs: Tensor) -> Tensor:
+    return _kl(teacher_logprobs, student_logprobs)
+
+
+def _reverse_kl(student_logprobs: Tensor, teacher_logprobs: Tensor) -> Tensor:
+    return _kl(student_logprobs, teacher_logprobs)
+
+
+def _jensen_shannon(student_logprobs: Tensor, teacher_logprobs: Tensor, beta: float = 0.5) -> Tensor:
+    if not 0 < beta < 1:
+        raise ValueError(
+            f"beta must lie in (0, 1), got {beta}; at 0 and 1 the generalised JSD is identically 0 "
+            "(TRL's beta=0 and beta=1 are forward_kl and reverse_kl)."
+        )
+    log_mixture = _log_mixture(teacher_logprobs, student_logprobs, beta)
+    return beta * _kl(teacher_logprobs, log_mixture) + (1 - beta) * _kl(student_logprobs, log_mixture)
+
+
+def _skew_forward_kl(student_logprobs: Tensor, teacher_logprobs: Tensor, skew: float = 0.1) -> Tensor:
+    _check_skew(skew)
+    return _kl(teacher_logprobs, _log_mixture(teacher_logprobs, student_logprobs, skew))
+
+
+def _skew_reverse_kl(student_logprobs: Tensor, teacher_logprobs: Tensor, skew: float = 0.1) -> Tensor:
+    _check_skew(skew)
+    return _kl(student_logprobs, _log_mixture(student_logprobs, teacher_logprobs, skew))
+
+
+def _total_variation(student_logprobs: Tensor, teacher_logprobs: Tensor) -> Tensor:
+    return 0.5 * (teacher_logprobs.exp() - student_logprobs.exp()).abs().sum(-1)
+
+
+def _adaptive_kl(student_logprobs: Tensor, teacher_logprobs: Tensor, mu: float = 0.5) -> Tensor:
+    if not 0 < mu <= 1:
+        raise ValueError(f"mu (the teacher mass of the head) must lie in (0, 1], got {mu}.")
+    with torch.no_grad():  # the weights are constants, as in Wu et al. (2024)
+        teacher_probs, order = teacher_logprobs.exp().sort(dim=-1, descending=True)
+        gap = (teacher_probs - student_logprobs.exp().gather(-1, order)).abs()
+        # Smallest prefix reaching mass mu: the entries whose preceding mass is still < mu.
+        head = (teacher_probs.cumsum(-1) - teacher_probs) < mu
+        gap_head, gap_tail = (gap * head).sum(-1), (gap * ~head).sum(-1)
+        total = (gap_head + gap_tail).clamp(min=torch.finfo(gap.dtype).tiny)
+    forward, reverse = _forward_kl(student_logprobs, teacher_logprobs), _reverse_kl(student_logprobs, teacher_logprobs)
+    return (gap_head / total) * forward + (gap_tail / total) * reverse
+
+
+_FROM_LOGPROBS: dict[str, Callable[..., Tensor]] = {
+    "forward_kl": _forward_kl,
+    "reverse_kl": _reverse_kl,
+    "jsd": _jensen_shannon,
+    "skew_forward_kl": _skew_forward_kl,
+    "skew_reverse_kl": _skew_reverse_kl,
+    "tvd": _total_variation,
+    "adaptive_kl": _adaptive_kl,
+}
+
+
+def _from_logprobs(name: str) -> Callable[..., Tensor]:
+    if name not in _FROM_LOGPROBS:
+        raise ValueError(f"unknown divergence {name!r}; known: {', '.join(_FROM_LOGPROBS)}.")
+    return _FROM_LOGPROBS[name]
+
+
+# --- public divergences on logits: (student_logits, teacher_logits) -> (...) ---------
+
+
+def forward_kl(student_logits: Tensor, teacher_logits: Tensor, temperature: float = 1.0) -> Tensor:
+    """Forward KL ``KL(p ‖ q) = Σ p (log p − log q)`` per position, in nats (mass-covering).
+
+    Args:
+        student_logits: ``(..., V)``, gives ``q``.
+        teacher_logits: ``(..., V)``, gives ``p``.
+        temperature: > 0, divides both logits.
+
+    Returns:
+        ``(...)``, ≥ 0, exactly 0 where the two distributions are equal.
+    """
+    return _forward_kl(*_logprobs(student_logits, teacher_logits, temperature))
+
+
+def reverse_kl(student_logits: Tensor, teacher_logits: Tensor, temperature: float = 1.0) -> Tensor:
+    """Reverse KL ``KL(q ‖ p)`` per position, in nats (mode-seeking); ``p`` teacher, ``q`` student.
+
+    Shapes and ``temperature`` as in :func:`forward_kl`.
+    """
+    return _reverse_kl(*_logprobs(student_logits, teacher_logits, temperature))
+
+
+def jensen_shannon(
+    student_logits: Tensor, teacher_logits: Tensor, temperature: float = 1.0, beta: float = 0.5
+) -> Tensor:
+    """Generalised JSD ``β·KL(p ‖ m) + (1 − β)·KL(q ‖ m)``, ``m = β·p + (1 − β)·q``, in nats.
+
+    ``p`` is the teacher, ``q`` the student; ``β`` is TRL GKD's ``beta``. ``β = 0.5`` is the
+    textbook JSD (at most ``log 2``). As ``β → 0`` it behaves like ``β·KL(p ‖ q)``, as
+    ``β → 1`` like ``(1 − β)·KL(q ‖ p)``, and it is identically 0 at both ends.
+
+    Args:
+        beta: in ``(0, 1)``; 0 and 1 are rejected (use :func:`forward_kl` / :func:`reverse_kl`).
+        Others as in :func:`forward_kl`.
+    """
+    return _jensen_shannon(*_logprobs(student_logits, teacher_logits, temperature), beta)
+
+
+def skew_forward_kl(
+    student_logits: Tensor, teacher_logits: Tensor, temperature: float = 1.0, skew: float = 0.1
+) -> Tensor:
+    """DistiLLM's skew forward KL ``KL(p ‖ λp + (1 − λ)q)`` per position, in nats.
+
+    ``p`` is the teacher, ``q`` the student, ``λ = skew`` weighs ``p`` in the mixture (TRL's
+    mixture at ``β = λ``).
+
+    Args:
+        skew: ``λ`` in ``[0, 1)``; 0 gives :func:`forward_kl`, 1 (identically 0) is rejected.
+        Others as in :func:`forward_kl`.
+    """
+    return _skew_forward_kl(*_logprobs(student_logits, teacher_logits, temperature), skew)
+
+
+def skew_reverse_kl(
+    student_logits: Tensor, teacher_logits: Tensor, temperature: float = 1.0, skew: float = 0.1
+) -> Tensor:
+    """DistiLLM's skew reverse KL ``KL(q ‖ λq + (1 − λ)p)`` per position, in nats.
+
+    ``p`` is the teacher, ``q`` the student, ``λ = skew`` weighs ``q`` in the mixture (TRL's
+    mixture at ``β = 1 − λ``).
+
+    Args:
+        skew: ``λ`` in ``[0, 1)``; 0 gives :func:`reverse_kl`, 1 (identically 0) is rejected.
+        Others as in :func:`forward_kl`.
+    """
+    return _skew_reverse_kl(*_logprobs(student_logits, teacher_logits, temperature), skew)
+
+
+def total_variation(student_logits: Tensor, teacher_logits: Tensor, temperature: float = 1.0) -> Tensor:
+    """Total variation distance ``0.5·Σ |p − q|`` per position, in ``[0, 1]`` (a probability, not nats).
+
+    Symmetric in ``p`` (teacher) and ``q`` (student). Shapes and ``temperature`` as in :func:`forward_kl`.
+    """
+    return _total_variation(*_logprobs(student_logits, teacher_logits, temperature))
+
+
+def adaptive_kl(student_logits: Tensor, teacher_logits: Tensor, temperature: float = 1.0, mu: float = 0.5) -> Tensor:
+    """Adaptive KL (Wu et al. 2024) per position, in nats: ``w_head·KL(p ‖ q) + w_tail·KL(q ‖ p)``.
+
+    The head is the smallest set of the teacher's most likely tokens holding mass ≥ ``mu``,
+    the tail the rest; ``g = Σ |p − q|`` over each part and ``w_head = g_head / (g_head + g_tail)``,
+    ``w_tail = g_tail / (g_head + g_tail)`` (both detached; 0 when ``p = q``). ``p`` is the
+    teacher, ``q`` the student.
+
+    Args:
+        mu: head mass in ``(0, 1]``. Others as in :func:`forward_kl`.
+    """
+    return _adaptive_kl(*_logprobs(student_logits, teacher_logits, temperature), mu)
+
+
+DIVERGENCES: dict[str, Callable[..., Tensor]] = {
+    "forward_kl": forward_kl,
+    "reverse_kl": reverse_kl,
+    "jsd": jensen_shannon,
+    "skew_forward_kl": skew_forward_kl,
+    "skew_reverse_kl": skew_reverse_kl,
+    "tvd": total_variation,
+    "adaptive_kl": adaptive_kl,
+}
+
+
+def divergence(
+    name: str, student_logits: Tensor, teacher_logits: Tensor, temperature: float = 1.0, **params: float
+) -> Tensor:
+    """The divergence registered as ``name`` in :data:`DIVERGENCES`, per position ``(...)``.
+
+    ``params`` are that divergence's own (``beta``, ``skew``, ``mu``). Raises ``ValueError``
+    listing the known names for an unknown one.
+    """
+    return _from_logprobs(name)(*_logprobs(student_logits, teacher_logits, temperature), **params)
+
+
+def divergence_from_logprobs(name: str, student_logprobs: Tensor, teacher_logprobs: Tensor, **params: float) -> Tensor:
+    """Like :func:`divergence` but on normalised log-probabilities ``(..., K)`` (no temperature)."""
+    return _from_logprobs(name)(student_logprobs, teacher_logprobs, **params)
+
+
+# --- reduction and the KD objective --------------------------------------------------
+
+
+def masked_mean(values: Tensor, mask: Tensor, normaliser: int | float | Tensor | None = None) -> Tensor:
+    """Sum of ``values`` where ``mask`` is true, divided by ``normaliser`` or the mask count.
+
+    Pass as ``normaliser`` the valid-token count of the whole gradient-accumulated batch, and
+    summing the micro-batch results equals the big batch's mean. A zero count gives 0 with
+    the graph kept. Masked entries may hold NaN (they are replaced, not multiplied by 0),
+    but a NaN upstream of them still reaches the gradient: clean inputs first.
+
+    Args:
+        values: ``(...)``.
+        mask: ``(...)``, bool or 0/1.
+        normaliser: number of tokens to divide by; defaults to ``mask.sum()``.
+    """
+    mask = mask.bool()
+    count = torch.as_tensor(mask.sum() if normaliser is None else normaliser, device=values.device)
+    return torch.where(mask, values, 0).sum() / count.clamp(min=1)
+
+
+@dataclass(frozen=True)
+class KDLossParts:
+    """The detached terms of :func:`kd_loss`, for logging."""
+
+    ce: Tensor  # cross-entropy on the labels, same normalisation as the loss
+    kd: Tensor  # the divergence term (τ²-scaled when asked), same normalisation
+    tokens: Tensor  # valid tokens in this (micro-)batch
+
+
+def _token_losses(
+    student_logits: Tensor,
+    teacher_logits: Tensor,
+    labels: Tensor,
+    temperature: float,
+    divergence_fn: Callable[..., Tensor],
+    params: dict[str, float],
+) -> tuple[Tensor, Tensor]:
+    """Per-position CE and divergence ``(N,)`` of flat ``(N, V)`` logits; masked positions give 0."""
+    valid = (labels != IGNORE_INDEX)[:, None]  # (N, 1)
+    # Zeroed, garbage (NaN, inf) at padded positions reaches neither the value nor the gradient.
+    student_logits = torch.where(valid, student_logits, 0)
+    teacher_logits = torch.where(valid, teacher_logits, 0)
+    ce = F.nll_loss(_log_softmax(student_logits, 1.0), labels, ignore_index=IGNORE_INDEX, reduction="none")
+    kd = divergence_fn(_log_softmax(student_logits, temperature), _log_softmax(teacher_logits, temperature), **params)
+    return ce, kd
+
+
+def kd_loss(
+    student_logits: Tensor,
+    teacher_logits: Tensor,
+    labels: Tensor,
+    alpha: float = 0.5,
+    temperature: float = 1.0,
+    divergence: str = "forward_kl",
+    scale_by_temperature_squared: bool = False,
+    normaliser: int | Tensor | None = None,
+    chunk_size: int | None = None,
+    **params: float,
+) -> tuple[Tensor, KDLossParts]:
+    """Vanilla KD ``(1 − α)·CE + α·D(p_teacher^τ, q_student^τ)`` averaged over response tokens.
+
+    CE is at temperature 1 on ``labels``; ``D`` is the registered divergence (teacher ``p``,
+    student ``q``) at ``temperature``, times ``τ²`` if ``scale_by_temperature_squared`` (keeps
+    its gradient scale independent of ``τ``, as in Hinton et al.). Both terms are summed
+    over the positions whose label is not ``IGNORE_INDEX`` and divided once by
+    ``normaliser`` (see :func:`masked_mean`).
+
+    Args:
+        student_logits: ``(..., V)``; logits at ignored positions may be garbage.
+        teacher_logits: ``(..., V)``, same vocabulary as the student.
+        labels: ``(...)`` long, already aligned with the logits (no shift here), ``-100`` ignored.
+        alpha: weight of the divergence, in ``[0, 1]``.
+        temperature: > 0, for the divergence only.
+        divergence: a name in :data:`DIVERGENCES`; ``params`` are its own (``beta``, ...).
+        normaliser: valid tokens of the whole accumulated batch; defaults to this batch's.
+        chunk_size: if set, positions are processed ``chunk_size`` at a time and each chunk
+            is recomputed in backward (activation checkpointing), so only one chunk's float32
+            intermediates live at once. The result equals the unchunked one.
+
+    Returns:
+        The scalar loss and its detached parts.
+    """
+    if not 0 <= alpha <= 1:
+        raise ValueError(f"alpha (the weight of the divergence) must lie in [0, 1], got {alpha}.")
+    if chunk_size is not None and chunk_size < 1:
+        raise ValueError(f"chunk_size must be ≥ 1, got {chunk_size}.")
+    divergence_fn = _from_logprobs(divergence)
+    token_losses = partial(_token_losses, temperature=temperature, divergence_fn=divergence_fn, params=params)
+    student_logits = student_logits.flatten(0, -2)  # (N, V)
+    teacher_logits = teacher_logits.flatten(0, -2)  # (N, V)
+    labels = labels.flatten()  # (N,)
+    if chunk_size is None:
+        ce, kd = token_losses(student_logits, teacher_logits, labels)
+    else:
+        chunks = zip(student_logits.split(chunk_size), teacher_logits.split(chunk_size), labels.split(chunk_size))
+        pieces = [checkpoint(token_losses, *chunk, use_reentrant=False) for chunk in chunks]
+        ce, kd = (torch.cat(parts) for parts in zip(*pieces))  # (N,) each
+    mask = labels != IGNORE_INDEX
+    ce, kd = masked_mean(ce, mask, normaliser), masked_mean(kd, mask, normaliser)
+    if scale_by_temperature_squared:
+        kd = kd * temperature**2
+    loss = (1 - alpha) * ce + alpha * kd
+    return loss, KDLossParts(ce=ce.detach(), kd=kd.detach(), tokens=mask.sum())
+
+
+# --- top-k teacher (offline logits store) --------------------------------------------
+
+
+def topk_from_logits(teacher_logits: Tensor, k: int, temperature: float = 1.0) -> tuple[Tensor, Tensor, Tensor]:
+    """What a logits store keeps of the teacher: its ``k`` most likely tokens and the rest's mass.
+
+    Args:
+        teacher_logits: ``(..., V)``.
+        k: in ``[1, V]``.
+        temperature: > 0; the stored log-probabilities are at this temperature.
+
+    Returns:
+        ``ids (..., k)`` long, ``logprobs (..., k)`` (float32, descending) and ``log_tail (...)``
+        = ``log(1 − Σ top-k p)`` from a logsumexp over the other entries, ``-inf`` when ``k = V``.
+    """
+    if not 1 <= k <= teacher_logits.shape[-1]:
+        raise ValueError(f"k must lie in [1, {teacher_logits.shape[-1]}] (the vocabulary size), got {k}.")
+    logprobs = _log_softmax(teacher_logits, temperature)
+    top_logprobs, top_ids = logprobs.topk(k, dim=-1)
+    return top_ids, top_logprobs, _logsumexp(logprobs.scatter(-1, top_ids, _NEG_INF))
+
+
+def topk_divergence(
+    student_logits: Tensor,
+    teacher_topk_ids: Tensor,
+    teacher_topk_logprobs: Tensor,
+    teacher_log_tail: Tensor,
+    divergence_name: str = "forward_kl",
+    temperature: float = 1.0,
+    **params: float,
+) -> Tensor:
+    """A divergence against a stored top-k teacher, on ``k + 1`` buckets, per position.
+
+    Both distributions collapse to the teacher's top-k tokens plus one bucket for all other
+    tokens: the student's is ``log_softmax(student_logits / τ)`` gathered at the ids plus a
+    logsumexp over the rest; the teacher's is the stored top-k log-probabilities plus
+    ``teacher_log_tail``. ``τ`` applies to the student only: the teacher's values are at the
+    temperature they were recorded at (see :func:`topk_from_logits`), which should be the
+    same. With ``k = V`` this equals the full-vocabulary divergence.
+
+    Args:
+        student_logits: ``(..., V)``, gives ``q``.
+        teacher_topk_ids: ``(..., k)`` long.
+        teacher_topk_logprobs: ``(..., k)``, gives ``p``.
+        teacher_log_tail: ``(...)``, log of the teacher's mass outside the ids (``-inf`` if none).
+        divergence_name: a name in :data:`DIVERGENCES`; ``params`` are its own.
+        temperature: > 0, applied to the student logits.
+
+    Returns:
+        ``(...)``, in the divergence's units.
+    """
+    student_logprobs = _log_softmax(student_logits, temperature)  # (..., V)
+    student_tail = _logsumexp(student_logprobs.scatter(-1, teacher_topk_ids, _NEG_INF))  # (...)
+    student_buckets = torch.cat([student_logprobs.gather(-1, teacher_topk_ids), student_tail[..., None]], dim=-1)
+    teacher_buckets = torch.cat([teacher_topk_logprobs, teacher_log_tail[..., None]], dim=-1).to(student_buckets.dtype)
+    return divergence_from_logprobs(divergence_name, student_buckets, teacher_buckets, **params)
