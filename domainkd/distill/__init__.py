@@ -1,5 +1,13 @@
-"""White-box distillation: divergences between student and teacher logits, and the KD loss."""
+"""White-box distillation: divergences between student and teacher logits, the KD loss, and the teacher top-k store."""
 
+from domainkd.distill.logits_store import (
+    TopKStore,
+    TopKStoreWriter,
+    bytes_per_token,
+    pack_ids,
+    record_teacher_topk,
+    unpack_ids,
+)
 from domainkd.distill.losses import (
     DIVERGENCES,
     IGNORE_INDEX,
@@ -23,17 +31,23 @@ __all__ = [
     "DIVERGENCES",
     "IGNORE_INDEX",
     "KDLossParts",
+    "TopKStore",
+    "TopKStoreWriter",
     "adaptive_kl",
+    "bytes_per_token",
     "divergence",
     "divergence_from_logprobs",
     "forward_kl",
     "jensen_shannon",
     "kd_loss",
     "masked_mean",
+    "pack_ids",
+    "record_teacher_topk",
     "reverse_kl",
     "skew_forward_kl",
     "skew_reverse_kl",
     "topk_divergence",
     "topk_from_logits",
     "total_variation",
+    "unpack_ids",
 ]
