@@ -88,6 +88,58 @@ class DataConfig(StrictModel):
         return {name: validate_strategy_params(name, params or {}) for name, params in strategies.items()}
 
 
+class KDConfig(StrictModel):
+    """White-box distillation: train on the teacher's token distributions as well as its answers."""
+
+    teacher: str | None = None
+    """Model reference of the white-box teacher; None uses `teacher.model` of the run."""
+    loss: Literal["vanilla"] = "vanilla"
+    """KD objective by name in domainkd.distill.trainer.KD_LOSSES; `vanilla`: (1 − alpha)·CE + alpha·divergence."""
+    divergence: str = "forward_kl"
+    """Divergence between teacher and student distributions, by name from domainkd.distill.losses.DIVERGENCES."""
+    divergence_params: dict[str, float] = Field(default_factory=dict)
+    """The divergence's own parameters: `beta` (jsd), `skew` (skew_forward_kl, skew_reverse_kl), `mu` (adaptive_kl)."""
+    alpha: float = Field(0.5, ge=0, le=1)
+    """Weight of the divergence; 1 − alpha weighs the cross-entropy on the teacher's answer tokens."""
+    temperature: float = Field(1.0, gt=0)
+    """Softens both distributions in the divergence (the cross-entropy stays at 1)."""
+    scale_by_temperature_squared: bool = False
+    """Multiply the divergence by temperature² so its gradient scale does not shrink with the temperature."""
+    teacher_logits: Literal["online", "offline"] = "offline"
+    """`offline`: record the teacher's top-k once, train without it in memory; `online`: run it at every step."""
+    top_k: int = Field(64, ge=1)
+    """Teacher tokens kept per position when offline; the rest of its mass is one bucket."""
+    chunk_size: int | None = Field(None, ge=1)
+    """Positions per loss chunk, recomputed in backward to bound float32 vocabulary-sized memory; None: all at once."""
+
+    @field_validator("divergence")
+    @classmethod
+    def _check_divergence(cls, divergence: str) -> str:
+        from domainkd.distill.losses import DIVERGENCES
+
+        return _known_names([divergence], DIVERGENCES, "train.kd.divergence")[0]
+
+    @model_validator(mode="after")
+    def _check_divergence_params(self) -> KDConfig:
+        import inspect
+
+        import torch
+
+        from domainkd.distill.losses import DIVERGENCES
+
+        divergence = DIVERGENCES[self.divergence]
+        known = list(inspect.signature(divergence).parameters)[3:]  # after (student, teacher, temperature)
+        unknown = [name for name in self.divergence_params if name not in known]
+        if unknown:
+            takes = f"takes only {', '.join(known)}" if known else "takes no parameters"
+            raise ValueError(f"divergence_params has {unknown[0]!r}, but {self.divergence} {takes}")
+        try:  # the divergence's own range checks, each one sentence
+            divergence(torch.zeros(2), torch.zeros(2), **self.divergence_params)
+        except ValueError as error:
+            raise ValueError(f"divergence_params: {str(error).rstrip('.')}") from None
+        return self
+
+
 class TrainConfig(StrictModel):
     """How the student is fine-tuned on the teacher's answers (Hugging Face Trainer underneath)."""
 
@@ -121,6 +173,8 @@ class TrainConfig(StrictModel):
     """Checkpoint every this many optimiser steps (resume picks up the latest)."""
     seed: int = 0
     """Seed for shuffling and initialisation."""
+    kd: KDConfig | None = None
+    """White-box distillation settings; None trains by plain SFT on the teacher's answers."""
 
 
 class EvalConfig(StrictModel):

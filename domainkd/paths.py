@@ -53,6 +53,10 @@ class RunPaths:
         return self.root / "train" / "model"
 
     @property
+    def teacher_topk(self) -> Path:
+        return self.root / "train" / "teacher_topk"
+
+    @property
     def train_inputs(self) -> Path:
         return self.root / "train" / "inputs.json"
 

@@ -4,6 +4,10 @@ Built on the Hugging Face Trainer, so checkpoints, resume and ``accelerate launc
 users expect. Loss is on response tokens only. ``method: full`` updates all weights (trials
 here: it learns facts far better than LoRA on a 135M student); ``method: lora`` trains peft
 adapters, saves them, and also saves the merged model.
+
+With ``train.kd`` set the objective is white-box distillation (:mod:`domainkd.distill.trainer`):
+the student also matches a teacher's token distributions, read from a top-k store recorded
+once into ``train/teacher_topk`` (offline) or from the teacher run at every step (online).
 """
 
 from __future__ import annotations
@@ -21,6 +25,8 @@ from transformers import Trainer, TrainingArguments
 from transformers.trainer_utils import get_last_checkpoint
 
 from domainkd.config import RunConfig, TrainConfig, dump_config
+from domainkd.distill.prepare import objective_summary, prepare_distillation
+from domainkd.distill.trainer import IndexedPadCollator, KDTrainer
 from domainkd.errors import DomainKDError
 from domainkd.io import atomic_dir, read_jsonl, write_json
 from domainkd.models import load_causal_lm
@@ -37,22 +43,26 @@ def train(config: RunConfig) -> dict[str, Any]:
     if not paths.train_set.is_file():
         raise DomainKDError(f"{paths.train_set} is missing; run `domainkd teach CONFIG` first.")
     model, tokenizer = load_causal_lm(config.student.model, trust_remote_code=config.student.trust_remote_code)
-    dataset = _dataset(read_jsonl(paths.train_set), tokenizer, config)
+    examples = _examples(read_jsonl(paths.train_set), tokenizer, config)
+    kd_arguments = prepare_distillation(config, paths, model, tokenizer, examples) if config.train.kd else {}
     if config.train.method == "lora":
         model = _with_lora(model, config.train)
     model.train()
-    trainer = Trainer(
+    trainer_class, collator_class = (KDTrainer, IndexedPadCollator) if config.train.kd else (Trainer, PadCollator)
+    trainer = trainer_class(
         model=model,
-        args=_training_arguments(config.train, paths.checkpoints, len(dataset)),
-        train_dataset=dataset,
-        data_collator=PadCollator(tokenizer.pad_token_id),
+        args=_training_arguments(config.train, paths.checkpoints, len(examples)),
+        train_dataset=Dataset.from_list(examples),
+        data_collator=collator_class(tokenizer.pad_token_id),
+        **kd_arguments,
     )
     started = time.time()
     result = trainer.train(resume_from_checkpoint=_resumable_checkpoint(config, paths))
     _save(trainer.model, tokenizer, config, paths)
     summary = {
         "method": config.train.method,
-        "examples": len(dataset),
+        **objective_summary(config),
+        "examples": len(examples),
         "epochs": config.train.epochs,
         "steps": result.global_step,
         "train_loss": round(result.training_loss, 4),
@@ -63,14 +73,15 @@ def train(config: RunConfig) -> dict[str, Any]:
     return summary
 
 
-def _dataset(rows: list[dict[str, Any]], tokenizer: Any, config: RunConfig) -> Dataset:
+def _examples(rows: list[dict[str, Any]], tokenizer: Any, config: RunConfig) -> list[dict[str, Any]]:
+    """Tokenised rows, each with its ``index`` in the training set (its key in the teacher top-k store)."""
     if not rows:
         raise DomainKDError("the training set is empty; rerun `domainkd teach` and check teach/rejected.jsonl.")
-    encoded = [
-        tokenize_example(tokenizer, config.system_prompt, row["question"], row["answer"], config.train.max_length)
-        for row in rows
+    prompt, max_length = config.system_prompt, config.train.max_length
+    return [
+        {**tokenize_example(tokenizer, prompt, row["question"], row["answer"], max_length), "index": index}
+        for index, row in enumerate(rows)
     ]
-    return Dataset.from_list(encoded)
 
 
 def _with_lora(model: Any, train_config: TrainConfig) -> Any:
