@@ -344,25 +344,35 @@ def kd_loss(
     Returns:
         The scalar loss and its detached parts.
     """
+    divergence_fn = _from_logprobs(divergence)
+    token_losses = partial(_token_losses, temperature=temperature, divergence_fn=divergence_fn, params=params)
+    inputs = (student_logits.flatten(0, -2), teacher_logits.flatten(0, -2))  # (N, V) each
+    scale = temperature**2 if scale_by_temperature_squared else 1.0
+    return _combine(token_losses, inputs, labels.flatten(), alpha, scale, normaliser, chunk_size)
+
+
+def _combine(
+    token_losses: Callable[..., tuple[Tensor, Tensor]],
+    inputs: tuple[Tensor, ...],
+    labels: Tensor,
+    alpha: float,
+    kd_scale: float,
+    normaliser: int | Tensor | None,
+    chunk_size: int | None,
+) -> tuple[Tensor, KDLossParts]:
+    """``(1 − α)·CE + α·kd_scale·D`` from per-position losses of ``inputs`` (each ``(N, ...)``) and ``labels (N,)``."""
     if not 0 <= alpha <= 1:
         raise ValueError(f"alpha (the weight of the divergence) must lie in [0, 1], got {alpha}.")
     if chunk_size is not None and chunk_size < 1:
         raise ValueError(f"chunk_size must be ≥ 1, got {chunk_size}.")
-    divergence_fn = _from_logprobs(divergence)
-    token_losses = partial(_token_losses, temperature=temperature, divergence_fn=divergence_fn, params=params)
-    student_logits = student_logits.flatten(0, -2)  # (N, V)
-    teacher_logits = teacher_logits.flatten(0, -2)  # (N, V)
-    labels = labels.flatten()  # (N,)
     if chunk_size is None:
-        ce, kd = token_losses(student_logits, teacher_logits, labels)
-    else:
-        chunks = zip(student_logits.split(chunk_size), teacher_logits.split(chunk_size), labels.split(chunk_size))
+        ce, kd = token_losses(*inputs, labels)
+    else:  # each chunk recomputed in backward: one chunk's float32 (chunk, V) intermediates at a time
+        chunks = zip(*(part.split(chunk_size) for part in (*inputs, labels)))
         pieces = [checkpoint(token_losses, *chunk, use_reentrant=False) for chunk in chunks]
         ce, kd = (torch.cat(parts) for parts in zip(*pieces))  # (N,) each
     mask = labels != IGNORE_INDEX
-    ce, kd = masked_mean(ce, mask, normaliser), masked_mean(kd, mask, normaliser)
-    if scale_by_temperature_squared:
-        kd = kd * temperature**2
+    ce, kd = masked_mean(ce, mask, normaliser), masked_mean(kd, mask, normaliser) * kd_scale
     loss = (1 - alpha) * ce + alpha * kd
     return loss, KDLossParts(ce=ce.detach(), kd=kd.detach(), tokens=mask.sum())
 
@@ -423,3 +433,54 @@ def topk_divergence(
     student_buckets = torch.cat([student_logprobs.gather(-1, teacher_topk_ids), student_tail[..., None]], dim=-1)
     teacher_buckets = torch.cat([teacher_topk_logprobs, teacher_log_tail[..., None]], dim=-1).to(student_buckets.dtype)
     return divergence_from_logprobs(divergence_name, student_buckets, teacher_buckets, **params)
+
+
+def _topk_token_losses(
+    student_logits: Tensor,
+    teacher_topk_ids: Tensor,
+    teacher_topk_logprobs: Tensor,
+    teacher_log_tail: Tensor,
+    labels: Tensor,
+    temperature: float,
+    divergence_name: str,
+    params: dict[str, float],
+) -> tuple[Tensor, Tensor]:
+    """Per-position CE at temperature 1 and top-k divergence ``(N,)`` of ``(N, V)`` student logits."""
+    ce = F.cross_entropy(student_logits.to(torch.promote_types(student_logits.dtype, torch.float32)), labels, reduction="none")
+    kd = topk_divergence(
+        student_logits, teacher_topk_ids, teacher_topk_logprobs, teacher_log_tail, divergence_name, temperature, **params
+    )
+    return ce, kd
+
+
+def topk_kd_loss(
+    student_logits: Tensor,
+    teacher_topk_ids: Tensor,
+    teacher_topk_logprobs: Tensor,
+    teacher_log_tail: Tensor,
+    labels: Tensor,
+    alpha: float = 0.5,
+    temperature: float = 1.0,
+    divergence: str = "forward_kl",
+    scale_by_temperature_squared: bool = False,
+    normaliser: int | Tensor | None = None,
+    chunk_size: int | None = None,
+    **params: float,
+) -> tuple[Tensor, KDLossParts]:
+    """:func:`kd_loss` against a stored top-k teacher: ``D`` on ``k + 1`` buckets (:func:`topk_divergence`).
+
+    Args:
+        student_logits: ``(N, V)`` at the response positions.
+        teacher_topk_ids, teacher_topk_logprobs, teacher_log_tail: the teacher's stored top-k
+            at the same positions, ``(N, k)``, ``(N, k)``, ``(N,)``, at the recording temperature.
+        labels: ``(N,)`` long, the tokens the positions predict.
+        Others as in :func:`kd_loss` (``temperature`` applies to the student only).
+
+    Returns:
+        The scalar loss and its detached parts.
+    """
+    _from_logprobs(divergence)
+    token_losses = partial(_topk_token_losses, temperature=temperature, divergence_name=divergence, params=params)
+    inputs = (student_logits, teacher_topk_ids, teacher_topk_logprobs, teacher_log_tail)
+    scale = temperature**2 if scale_by_temperature_squared else 1.0
+    return _combine(token_losses, inputs, labels, alpha, scale, normaliser, chunk_size)

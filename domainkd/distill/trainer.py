@@ -15,18 +15,15 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from functools import partial
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
-from torch.utils.checkpoint import checkpoint
 from transformers import Trainer
 
 from domainkd.config import KDConfig
 from domainkd.distill.logits_store import TopKStore
-from domainkd.distill.losses import IGNORE_INDEX, KDLossParts, kd_loss, masked_mean, topk_divergence
+from domainkd.distill.losses import IGNORE_INDEX, KDLossParts, kd_loss, topk_kd_loss
 from domainkd.distill.vocab import cut_to_shared_vocab
 from domainkd.errors import DomainKDError
 from domainkd.training.collate import PadCollator
@@ -46,71 +43,6 @@ KDLoss = Callable[[Tensor, TeacherSignal, Tensor, KDConfig, Tensor | int | None]
 
 
 # --- losses over response positions --------------------------------------------------
-
-
-def _topk_token_losses(
-    student_logits: Tensor,
-    teacher_topk_ids: Tensor,
-    teacher_topk_logprobs: Tensor,
-    teacher_log_tail: Tensor,
-    labels: Tensor,
-    temperature: float,
-    divergence: str,
-    params: dict[str, float],
-) -> tuple[Tensor, Tensor]:
-    """Per-position CE at temperature 1 and top-k divergence ``(N,)`` of ``(N, V)`` student logits."""
-    float_logits = student_logits.to(torch.promote_types(student_logits.dtype, torch.float32))
-    ce = F.cross_entropy(float_logits, labels, reduction="none")
-    kd = topk_divergence(
-        student_logits, teacher_topk_ids, teacher_topk_logprobs, teacher_log_tail, divergence, temperature, **params
-    )
-    return ce, kd
-
-
-def topk_kd_loss(
-    student_logits: Tensor,
-    teacher: TeacherTopK,
-    labels: Tensor,
-    alpha: float = 0.5,
-    temperature: float = 1.0,
-    divergence: str = "forward_kl",
-    scale_by_temperature_squared: bool = False,
-    normaliser: int | Tensor | None = None,
-    chunk_size: int | None = None,
-    **params: float,
-) -> tuple[Tensor, KDLossParts]:
-    """:func:`~domainkd.distill.losses.kd_loss` against a stored top-k teacher (``k + 1`` buckets).
-
-    ``(1 − α)·CE + α·D``, both summed over the positions and divided once by ``normaliser``;
-    ``D`` is :func:`~domainkd.distill.losses.topk_divergence` with ``temperature`` on the
-    student (the teacher's log-probabilities are already at the recording temperature).
-
-    Args:
-        student_logits: ``(N, V)`` at the response positions.
-        teacher: the teacher's top-k at the same ``N`` positions.
-        labels: ``(N,)`` long, the tokens the positions predict.
-        alpha, temperature, divergence, scale_by_temperature_squared, normaliser, chunk_size,
-            params: as in :func:`~domainkd.distill.losses.kd_loss`.
-
-    Returns:
-        The scalar loss and its detached parts.
-    """
-    if not 0 <= alpha <= 1:
-        raise ValueError(f"alpha (the weight of the divergence) must lie in [0, 1], got {alpha}.")
-    token_losses = partial(_topk_token_losses, temperature=temperature, divergence=divergence, params=params)
-    inputs = (student_logits, teacher.ids, teacher.logprobs, teacher.log_tail, labels)
-    if chunk_size is None:
-        ce, kd = token_losses(*inputs)
-    else:  # each chunk recomputed in backward: one chunk's float32 (chunk, V) intermediates at a time
-        chunks = zip(*(part.split(chunk_size) for part in inputs))
-        pieces = [checkpoint(token_losses, *chunk, use_reentrant=False) for chunk in chunks]
-        ce, kd = (torch.cat(parts) for parts in zip(*pieces))  # (N,) each
-    mask = labels != IGNORE_INDEX
-    ce, kd = masked_mean(ce, mask, normaliser), masked_mean(kd, mask, normaliser)
-    if scale_by_temperature_squared:
-        kd = kd * temperature**2
-    loss = (1 - alpha) * ce + alpha * kd
-    return loss, KDLossParts(ce=ce.detach(), kd=kd.detach(), tokens=mask.sum())
 
 
 def vanilla_kd(
@@ -135,7 +67,7 @@ def vanilla_kd(
         **kd.divergence_params,
     }
     if isinstance(teacher, TeacherTopK):
-        return topk_kd_loss(student_logits, teacher, labels, **settings)
+        return topk_kd_loss(student_logits, teacher.ids, teacher.logprobs, teacher.log_tail, labels, **settings)
     return kd_loss(student_logits, teacher, labels, **settings)
 
 

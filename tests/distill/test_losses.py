@@ -18,6 +18,7 @@ from domainkd.distill import (
     skew_forward_kl,
     skew_reverse_kl,
     topk_divergence,
+    topk_kd_loss,
     topk_from_logits,
 )
 
@@ -312,3 +313,18 @@ def test_bad_k_and_alpha_are_rejected():
         topk_from_logits(logits(2, 3), k=4)
     with pytest.raises(ValueError, match="alpha"):
         kd_loss(logits(2, 3), logits(2, 3), torch.zeros(2, dtype=torch.long), alpha=1.5)
+
+
+def test_topk_kd_loss_with_the_whole_vocabulary_equals_kd_loss():
+    torch.manual_seed(3)
+    student, teacher = torch.randn(10, 12, requires_grad=True), torch.randn(10, 12)
+    labels = torch.randint(0, 12, (10,))
+    labels[:3] = IGNORE_INDEX
+    ids, logprobs, log_tail = topk_from_logits(teacher, k=12, temperature=2.0)
+    full, full_parts = kd_loss(student, teacher, labels, alpha=0.3, temperature=2.0, scale_by_temperature_squared=True)
+    stored, stored_parts = topk_kd_loss(
+        student, ids, logprobs, log_tail, labels, alpha=0.3, temperature=2.0, scale_by_temperature_squared=True, chunk_size=4
+    )
+    torch.testing.assert_close(stored, full)
+    torch.testing.assert_close(stored_parts.kd, full_parts.kd)
+    assert int(stored_parts.tokens) == 7
