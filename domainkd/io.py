@@ -21,6 +21,7 @@ def atomic_path(path: Path) -> Iterator[Path]:
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     os.close(fd)
     tmp_path = Path(tmp)
+    tmp_path.chmod(0o666 & ~_umask())  # mkstemp makes it private; give it the mode open() would
     try:
         yield tmp_path
         os.replace(tmp_path, path)
@@ -43,6 +44,12 @@ def atomic_dir(path: Path) -> Iterator[Path]:
     finally:
         if tmp_dir.exists():
             shutil.rmtree(tmp_dir)
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def write_jsonl(path: Path, rows: Iterable[dict[str, Any]]) -> int:
