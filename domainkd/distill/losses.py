@@ -32,7 +32,7 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch.utils.checkpoint import checkpoint
 
-IGNORE_INDEX = -100  # label of positions without loss, as in domainkd.training.collate
+IGNORE_INDEX = -100  # label of positions without loss (prompt, padding), here and in domainkd.training.collate
 _NEG_INF = -math.inf
 
 

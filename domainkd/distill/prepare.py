@@ -8,7 +8,6 @@ training set, k, temperature, ...) are unchanged. Online keeps the teacher in me
 from __future__ import annotations
 
 import gc
-import hashlib
 import json
 import shutil
 from pathlib import Path
@@ -22,7 +21,7 @@ from domainkd.distill.logits_store import META, TopKStore, record_teacher_topk
 from domainkd.distill.vocab import check_vocabularies, require_compatible, require_ids_shared, shared_vocab_size
 from domainkd.errors import DomainKDError
 from domainkd.models import load_causal_lm, load_tokenizer
-from domainkd.models.cache import resolve_model
+from domainkd.models.cache import resolve_model, sha256_of
 from domainkd.paths import RunPaths
 
 
@@ -53,7 +52,7 @@ def prepare_distillation(
         )
     fingerprint = {
         "teacher": _kd_teacher(config),
-        "train_set_sha256": hashlib.sha256(paths.train_set.read_bytes()).hexdigest(),
+        "train_set_sha256": sha256_of(paths.train_set),
         "student_vocab_size": len(tokenizer),
         "teacher_vocab_size": shared or teacher_size,
         "top_k": kd.top_k,

@@ -35,10 +35,9 @@ def generate_texts(
     input_ids = torch.full((len(rows), shared + width), pad_id, dtype=torch.long)
     attention_mask = torch.zeros_like(input_ids)
     for index, row in enumerate(rows):
-        input_ids[index, :shared] = torch.tensor(row[:shared])
-        input_ids[index, input_ids.shape[1] - (len(row) - shared) :] = torch.tensor(row[shared:])
-        attention_mask[index, :shared] = 1
-        attention_mask[index, input_ids.shape[1] - (len(row) - shared) :] = 1
+        start = shared + width - (len(row) - shared)  # the row's own suffix ends flush right
+        input_ids[index, :shared], input_ids[index, start:] = torch.tensor(row[:shared]), torch.tensor(row[shared:])
+        attention_mask[index, :shared] = attention_mask[index, start:] = 1
     input_ids, attention_mask = input_ids.to(model.device), attention_mask.to(model.device)
     extra: dict[str, Any] = {}
     if shared:

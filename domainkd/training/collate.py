@@ -7,9 +7,8 @@ from typing import Any
 import torch
 from transformers import PreTrainedTokenizerBase
 
+from domainkd.distill.losses import IGNORE_INDEX
 from domainkd.models import chat_messages, render_prompt
-
-IGNORE_INDEX = -100
 
 
 def tokenize_example(

@@ -12,7 +12,6 @@ once into ``train/teacher_topk`` (offline) or from the teacher run at every step
 
 from __future__ import annotations
 
-import hashlib
 import json
 import shutil
 import time
@@ -30,6 +29,7 @@ from domainkd.distill.trainer import IndexedPadCollator, KDTrainer
 from domainkd.errors import DomainKDError
 from domainkd.io import atomic_dir, read_jsonl, write_json
 from domainkd.models import load_causal_lm
+from domainkd.models.cache import sha256_of
 from domainkd.paths import RunPaths
 from domainkd.training.collate import PadCollator, tokenize_example
 
@@ -131,7 +131,7 @@ def _resumable_checkpoint(config: RunConfig, paths: RunPaths) -> str | None:
     silently continuing a different training job.
     """
     fingerprint = {
-        "train_set_sha256": hashlib.sha256(paths.train_set.read_bytes()).hexdigest(),
+        "train_set_sha256": sha256_of(paths.train_set),
         "student": config.student.model,
         "train": config.train.model_dump(mode="json"),
     }
