@@ -21,16 +21,10 @@ from pathlib import Path
 
 import torch
 
+from _common import cut_to_first_layers, handbook_examples
 from domainkd.distill import TopKStore, forward_kl, record_teacher_topk, topk_divergence
 from domainkd.models import load_causal_lm
-from domainkd.training.collate import IGNORE_INDEX, tokenize_example
-
-HANDBOOK = Path(__file__).resolve().parents[1] / "examples" / "handbook"
-
-
-def examples(tokenizer) -> list[dict]:
-    rows = [json.loads(line) for line in (HANDBOOK / "eval.jsonl").read_text(encoding="utf-8").splitlines() if line]
-    return [tokenize_example(tokenizer, None, row["question"], row["answer"], 256) for row in rows]
+from domainkd.training.collate import IGNORE_INDEX
 
 
 def uniform_tail_kl(teacher_logprobs: torch.Tensor, ids: torch.Tensor, logprobs: torch.Tensor, log_tail: torch.Tensor) -> torch.Tensor:
@@ -54,9 +48,8 @@ def main() -> None:
     teacher, tokenizer = load_causal_lm(args.model)
     student, _ = load_causal_lm(args.student or args.model)
     if args.student is None:
-        student.model.layers = student.model.layers[: args.student_layers]
-        student.config.num_hidden_layers = args.student_layers
-    data = examples(tokenizer)
+        cut_to_first_layers(student, args.student_layers)
+    data = handbook_examples(tokenizer)
     with tempfile.TemporaryDirectory() as directory:
         started = time.perf_counter()
         store = record_teacher_topk(teacher, data, directory, args.k, fingerprint={"bench": args.model}, progress=False)

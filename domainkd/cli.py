@@ -90,6 +90,14 @@ def report_command(config: ConfigArg, set_: SetOption = None) -> None:
     print(report(_config(config, set_)))
 
 
+@app.command("grid")
+def grid_command(config: ConfigArg, set_: SetOption = None) -> None:
+    """Run the KD experiment grid of the config's `grid` section (finished cells are skipped) and print its table."""
+    from domainkd.grid import run_grid
+
+    print(run_grid(_config(config, set_)))
+
+
 @models_app.command("list")
 def models_list() -> None:
     """Show the known model sources and whether each is cached."""

@@ -93,8 +93,11 @@ class KDConfig(StrictModel):
 
     teacher: str | None = None
     """Model reference of the white-box teacher; None uses `teacher.model` of the run."""
-    loss: Literal["vanilla"] = "vanilla"
-    """KD objective by name in domainkd.distill.trainer.KD_LOSSES; `vanilla`: (1 − alpha)·CE + alpha·divergence."""
+    loss: Literal["vanilla", "dskd", "uld", "mined"] = "vanilla"
+    """KD objective by name in domainkd.distill.trainer.KD_LOSSES, each (1 − alpha)·CE + alpha·KD term. `vanilla`:
+    the divergence between the two distributions (same vocabulary); `dskd`: Dual-Space KD, learned projectors
+    between the hidden spaces, with cross-model attention when the tokenizers differ; `uld`: sorted-probability
+    L1 (any tokenizers); `mined`: edit-distance token alignment, then the divergence (different tokenizers)."""
     divergence: str = "forward_kl"
     """Divergence between teacher and student distributions, by name from domainkd.distill.losses.DIVERGENCES."""
     divergence_params: dict[str, float] = Field(default_factory=dict)
@@ -111,6 +114,10 @@ class KDConfig(StrictModel):
     """Teacher tokens kept per position when offline; the rest of its mass is one bucket."""
     chunk_size: int | None = Field(None, ge=1)
     """Positions per loss chunk, recomputed in backward to bound float32 vocabulary-sized memory; None: all at once."""
+    on_policy_fraction: float = Field(0.0, ge=0, le=1)
+    """Share of steps trained on answers the student samples itself, scored by the teacher (GKD); needs online."""
+    on_policy_max_new_tokens: int = Field(64, ge=1)
+    """Longest answer the student samples on an on-policy step."""
 
     @field_validator("divergence")
     @classmethod
@@ -137,6 +144,13 @@ class KDConfig(StrictModel):
             divergence(torch.zeros(2), torch.zeros(2), **self.divergence_params)
         except ValueError as error:
             raise ValueError(f"divergence_params: {str(error).rstrip('.')}") from None
+        if self.on_policy_fraction > 0 and self.teacher_logits != "online":
+            raise ValueError(
+                "on_policy_fraction > 0 needs teacher_logits: online (the teacher must score the student's own "
+                "samples as they are drawn); set teacher_logits: online or on_policy_fraction: 0"
+            )
+        if self.on_policy_fraction > 0 and self.loss in ("uld", "mined"):
+            raise ValueError(f"on_policy_fraction > 0 works with the vanilla and dskd losses, not {self.loss}")
         return self
 
 
@@ -212,6 +226,45 @@ class EvalConfig(StrictModel):
         return _known_names(metrics, METRICS, "eval.metrics")
 
 
+class GridConfig(StrictModel):
+    """The KD experiment grid of `domainkd grid`: teacher SFT × student SFT × KD loss × teacher vocabulary."""
+
+    teachers: dict[str, str]
+    """Label → KD teacher model reference, e.g. {same_vocab: smollm2-135m-instruct, different_vocab: qwen2.5-…}."""
+    teacher_sft: list[bool] = Field(default_factory=lambda: [False, True])
+    """Distil from the teacher as it is (false) and/or after fine-tuning it on the training set (true)."""
+    student_sft: list[bool] = Field(default_factory=lambda: [False, True])
+    """Distil into the student as it is and/or after fine-tuning it on the training set first."""
+    losses: list[Literal["vanilla", "dskd"]] = Field(default_factory=lambda: ["vanilla", "dskd"])
+    """KD objectives per cell; `dskd` uses cross-model attention for a teacher with another tokenizer."""
+    vanilla_across_tokenizers: Literal["mined", "uld"] = "mined"
+    """What a `vanilla` cell uses when the teacher's tokenizer differs (logit KD needs shared token ids)."""
+    student_layers: int | None = Field(None, ge=1)
+    """Keep only the student's first N decoder layers (a smaller student with the same vocabulary)."""
+    teacher_sft_train: dict[str, Any] = Field(default_factory=dict)
+    """Overrides of the `train` section for fine-tuning the teachers, e.g. {method: lora, epochs: 1}."""
+
+    @field_validator("teachers")
+    @classmethod
+    def _check_teachers(cls, teachers: dict[str, str]) -> dict[str, str]:
+        if not teachers:
+            raise ValueError("name at least one teacher, e.g. {same_vocab: smollm2-135m-instruct}")
+        return teachers
+
+    @field_validator("teacher_sft", "student_sft", "losses")
+    @classmethod
+    def _check_nonempty(cls, values: list[Any]) -> list[Any]:
+        if not values:
+            raise ValueError("list at least one value")
+        return list(dict.fromkeys(values))
+
+    @field_validator("teacher_sft_train")
+    @classmethod
+    def _check_teacher_sft_train(cls, overrides: dict[str, Any]) -> dict[str, Any]:
+        TrainConfig.model_validate({**overrides, "kd": None})
+        return overrides
+
+
 class RunConfig(StrictModel):
     """One domainkd run: documents in, an evaluated specialist out."""
 
@@ -228,6 +281,8 @@ class RunConfig(StrictModel):
     data: DataConfig = Field(default_factory=DataConfig)
     train: TrainConfig = Field(default_factory=TrainConfig)
     eval: EvalConfig = Field(default_factory=EvalConfig)
+    grid: GridConfig | None = None
+    """The experiment grid; read only by `domainkd grid`."""
 
     @property
     def output_dir(self) -> Path:

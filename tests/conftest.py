@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -17,7 +18,9 @@ CHATML = (
 )
 
 
-def build_tiny_model(directory: Path, corpus: list[str], vocab_size: int = 400, layers: int = 2) -> Path:
+def build_tiny_model(
+    directory: Path, corpus: list[str], vocab_size: int = 400, layers: int = 2, hidden_size: int = 32
+) -> Path:
     """Save a random-initialised Llama (~100k parameters) with a BPE tokenizer trained on ``corpus``."""
     import torch
     from tokenizers import Tokenizer, models, pre_tokenizers, trainers, decoders
@@ -38,8 +41,8 @@ def build_tiny_model(directory: Path, corpus: list[str], vocab_size: int = 400, 
     torch.manual_seed(0)
     config = LlamaConfig(
         vocab_size=len(fast),
-        hidden_size=32,
-        intermediate_size=64,
+        hidden_size=hidden_size,
+        intermediate_size=2 * hidden_size,
         num_hidden_layers=layers,
         num_attention_heads=4,
         num_key_value_heads=2,
@@ -109,3 +112,47 @@ def tiny_config(tmp_path: Path, tiny_model: Path, small_docs: Path, small_eval: 
             "eval": {"questions": str(small_eval), "max_new_tokens": 8, "batch_size": 4},
         }
     )
+
+
+# --- KD teachers and a taught run, shared by the distillation and grid tests ---
+
+
+@pytest.fixture(scope="session")
+def tiny_teacher(tiny_model, tmp_path_factory):
+    """The tiny model's directory with re-initialised, sharper weights: same tokenizer, other distributions."""
+    directory = tmp_path_factory.mktemp("tiny-teacher")
+    shutil.copytree(tiny_model, directory, dirs_exist_ok=True)
+    import torch
+    from transformers import AutoConfig, LlamaForCausalLM
+
+    config = AutoConfig.from_pretrained(tiny_model)
+    config.initializer_range = 0.5  # logits spread over a few nats, so the KD terms are far from 0
+    torch.manual_seed(1)
+    LlamaForCausalLM(config).save_pretrained(directory, safe_serialization=True)
+    return directory
+
+
+@pytest.fixture(scope="session")
+def other_teacher(tmp_path_factory, small_docs):
+    """A tiny teacher with its own tokenizer (other merges, other size, wider hidden states)."""
+    corpus = [path.read_text(encoding="utf-8") for path in sorted(small_docs.glob("*.md"))]
+    corpus += ["Staff ask; the handbook answers. I don't know. The handbook does not cover that."] * 3
+    return build_tiny_model(tmp_path_factory.mktemp("other-teacher"), corpus, vocab_size=330, hidden_size=48)
+
+
+@pytest.fixture(scope="session")
+def taught(tmp_path_factory):
+    """Run the data and teach stages into a config's run directory, generating the answers only once."""
+    cache = tmp_path_factory.mktemp("taught-run")
+
+    def prepare(config):
+        if any(cache.iterdir()):
+            shutil.copytree(cache, config.output_dir)
+        else:
+            from domainkd import prepare_data, teach
+
+            prepare_data(config)
+            teach(config)
+            shutil.copytree(config.output_dir, cache, dirs_exist_ok=True)
+
+    return prepare

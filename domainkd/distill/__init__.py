@@ -20,12 +20,16 @@ from domainkd.distill.losses import (
     kd_loss,
     topk_kd_loss,
     masked_mean,
+    merge_duplicate_ids,
+    mined_kd_loss,
     reverse_kl,
     skew_forward_kl,
     skew_reverse_kl,
     topk_divergence,
     topk_from_logits,
     total_variation,
+    uld_distance,
+    uld_loss,
 )
 
 __all__ = [
@@ -43,6 +47,8 @@ __all__ = [
     "kd_loss",
     "topk_kd_loss",
     "masked_mean",
+    "merge_duplicate_ids",
+    "mined_kd_loss",
     "pack_ids",
     "record_teacher_topk",
     "reverse_kl",
@@ -51,5 +57,7 @@ __all__ = [
     "topk_divergence",
     "topk_from_logits",
     "total_variation",
+    "uld_distance",
+    "uld_loss",
     "unpack_ids",
 ]

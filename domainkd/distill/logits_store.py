@@ -12,6 +12,10 @@ A store is a directory of flat files, one row per response token, examples back 
   ``k = V``); the log, because the mass itself underflows to 0 in float16.
 - ``offsets.i64``: ``(examples_done + 1,)`` cumulative token counts; example ``i`` is rows
   ``offsets[i]:offsets[i + 1]``.
+- ``hidden.f16``: only when ``hidden_size > 0``: ``(tokens, hidden_size)`` float16, the teacher's
+  last hidden state (after its final norm) at each position, for losses that project between
+  hidden spaces (DSKD). With the teacher's output head (:func:`save_teacher_head`) it also gives
+  the teacher's full logits back, up to float16 rounding.
 
 Response tokens follow the causal-LM convention of :mod:`domainkd.training.collate`: token
 ``t`` (``labels[t] != -100``, ``t ≥ 1``) gets the teacher's distribution from ``logits[t - 1]``.
@@ -29,18 +33,20 @@ from typing import Any
 
 import numpy as np
 import torch
+from safetensors.torch import load_file, save_file
 from torch import Tensor
 from torch.nn.utils.rnn import pad_sequence
 from tqdm.auto import tqdm
 
 from domainkd.distill.losses import IGNORE_INDEX, topk_from_logits
 from domainkd.errors import DomainKDError
-from domainkd.io import write_json
+from domainkd.io import atomic_path, write_json
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 META, IDS, LOGPROBS, LOG_TAIL, OFFSETS = "meta.json", "ids.bin", "logprobs.f16", "log_tail.f16", "offsets.i64"
-DATA_FILES = (IDS, LOGPROBS, LOG_TAIL, OFFSETS)
-_MATCHED_KEYS = ("format_version", "k", "vocab_size", "bits", "temperature", "fingerprint")  # must match to resume
+HIDDEN, TEACHER_HEAD = "hidden.f16", "teacher_head.safetensors"
+DATA_FILES = (IDS, LOGPROBS, LOG_TAIL, OFFSETS, HIDDEN)
+_MATCHED_KEYS = ("format_version", "k", "vocab_size", "bits", "temperature", "hidden_size", "fingerprint")  # to resume
 _META_KEYS = (*_MATCHED_KEYS, "examples_done", "tokens_done")
 
 
@@ -87,19 +93,24 @@ def unpack_ids(packed: np.ndarray, k: int, bits: int) -> np.ndarray:
 # --- layout shared by writer and reader ----------------------------------------------
 
 
-def _new_meta(k: int, vocab_size: int, temperature: float, fingerprint: dict[str, Any]) -> dict[str, Any]:
+def _new_meta(
+    k: int, vocab_size: int, temperature: float, fingerprint: dict[str, Any], hidden_size: int = 0
+) -> dict[str, Any]:
     if not 1 <= k <= vocab_size:
         raise ValueError(f"k must lie in [1, {vocab_size}] (the vocabulary size), got {k}.")
     if not 2 <= vocab_size <= 2**32:
         raise ValueError(f"vocab_size must lie in [2, 2**32], got {vocab_size}.")
     if not temperature > 0:
         raise ValueError(f"temperature must be > 0, got {temperature}.")
+    if hidden_size < 0:
+        raise ValueError(f"hidden_size must be ≥ 0 (0: no hidden states), got {hidden_size}.")
     return {
         "format_version": FORMAT_VERSION,
         "k": k,
         "vocab_size": vocab_size,
         "bits": id_bits(vocab_size),
         "temperature": float(temperature),
+        "hidden_size": hidden_size,
         "fingerprint": json.loads(json.dumps(fingerprint)),  # as it reads back from meta.json
         "examples_done": 0,
         "tokens_done": 0,
@@ -114,6 +125,7 @@ def _expected_sizes(meta: dict[str, Any]) -> dict[str, int]:
         LOGPROBS: tokens * k * 2,
         LOG_TAIL: tokens * 2,
         OFFSETS: (meta["examples_done"] + 1) * 8,
+        HIDDEN: tokens * meta["hidden_size"] * 2,
     }
 
 
@@ -174,6 +186,7 @@ class TopKStoreWriter:
         vocab_size: the teacher's logits dimension.
         temperature: the temperature the log-probabilities are recorded at.
         fingerprint: JSON-serialisable identity of the inputs (teacher, training-set hash, ...).
+        hidden_size: the teacher's hidden size to also store its last hidden states; 0: none.
         flush_every: flush after this many appended examples.
         reset: wipe an existing directory instead of resuming it.
     """
@@ -187,12 +200,13 @@ class TopKStoreWriter:
         fingerprint: dict[str, Any] | None = None,
         flush_every: int = 64,
         reset: bool = False,
+        hidden_size: int = 0,
     ) -> None:
         if flush_every < 1:
             raise ValueError(f"flush_every must be ≥ 1, got {flush_every}.")
         self.directory = Path(directory)
         self.flush_every = flush_every
-        self.meta = _new_meta(k, vocab_size, temperature, fingerprint or {})
+        self.meta = _new_meta(k, vocab_size, temperature, fingerprint or {}, hidden_size)
         if reset and self.directory.exists():
             shutil.rmtree(self.directory)
         if (self.directory / META).is_file():
@@ -210,12 +224,12 @@ class TopKStoreWriter:
     def _create(self) -> None:
         # Data files without a meta are a writer killed before its first meta; dot files are temporaries.
         names = [path.name for path in self.directory.iterdir()] if self.directory.exists() else []
-        if any(name not in DATA_FILES and not name.startswith(".") for name in names):
+        if any(name not in (*DATA_FILES, TEACHER_HEAD) and not name.startswith(".") for name in names):
             raise DomainKDError(
                 f"{self.directory} exists and is not a top-k logits store; delete it or choose another directory."
             )
         self.directory.mkdir(parents=True, exist_ok=True)
-        for name in (IDS, LOGPROBS, LOG_TAIL):
+        for name in (IDS, LOGPROBS, LOG_TAIL, HIDDEN):
             (self.directory / name).write_bytes(b"")
         (self.directory / OFFSETS).write_bytes(np.zeros(1, dtype="<i8").tobytes())
         write_json(self.directory / META, self.meta)  # last: until here, the directory counts as empty
@@ -233,13 +247,21 @@ class TopKStoreWriter:
             os.truncate(self.directory / name, size)  # drop rows a killed writer left half-written
         self.meta = stored
 
-    def append(self, ids: Tensor | np.ndarray, logprobs: Tensor | np.ndarray, log_tail: Tensor | np.ndarray) -> None:
+    def append(
+        self,
+        ids: Tensor | np.ndarray,
+        logprobs: Tensor | np.ndarray,
+        log_tail: Tensor | np.ndarray,
+        hidden: Tensor | np.ndarray | None = None,
+    ) -> None:
         """Add one example's top-k (``n`` response tokens, ``n`` may be 0).
 
         Args:
             ids: ``(n, k)`` token ids in ``[0, vocab_size)``.
             logprobs: ``(n, k)`` log-probabilities.
             log_tail: ``(n,)`` log of the mass outside the ids.
+            hidden: ``(n, hidden_size)`` the teacher's last hidden states; required exactly when
+                the store has a ``hidden_size``.
         """
         ids, logprobs, log_tail = _to_numpy(ids), _to_numpy(logprobs), _to_numpy(log_tail)
         n, k = len(ids), self.meta["k"]
@@ -247,6 +269,14 @@ class TopKStoreWriter:
             raise ValueError(
                 f"expected shapes ({n}, {k}), ({n}, {k}), ({n},); got {ids.shape}, {logprobs.shape}, {log_tail.shape}."
             )
+        hidden_size = self.meta["hidden_size"]
+        if (hidden is None) != (hidden_size == 0):
+            raise ValueError(f"this store keeps hidden states of size {hidden_size}; pass hidden exactly when > 0.")
+        if hidden is not None:
+            hidden = _to_numpy(hidden)
+            if hidden.shape != (n, hidden_size):
+                raise ValueError(f"expected hidden of shape ({n}, {hidden_size}), got {hidden.shape}.")
+            self._files[HIDDEN].write(hidden.astype("<f2").tobytes())
         if n and not (0 <= ids.min() and ids.max() < self.meta["vocab_size"]):
             raise ValueError(f"token ids must lie in [0, {self.meta['vocab_size']}), got [{ids.min()}, {ids.max()}].")
         self._files[IDS].write(pack_ids(ids, self.meta["bits"]).tobytes())
@@ -307,9 +337,10 @@ class TopKStore:
         self._ids = self._map(IDS, np.uint8, (tokens, row_bytes))
         self._logprobs = self._map(LOGPROBS, "<f2", (tokens, k))
         self._log_tail = self._map(LOG_TAIL, "<f2", (tokens,))
+        self._hidden = self._map(HIDDEN, "<f2", (tokens, self.meta["hidden_size"]))
 
     def _map(self, name: str, dtype: Any, shape: tuple[int, ...]) -> np.ndarray:
-        if shape[0] == 0:  # numpy cannot map zero bytes
+        if math.prod(shape) == 0:  # numpy cannot map zero bytes
             return np.empty(shape, dtype=dtype)
         return np.memmap(self.directory / name, dtype=dtype, mode="r", shape=shape)
 
@@ -331,6 +362,40 @@ class TopKStore:
         log_tail = self._log_tail[start:end].astype(np.float32)
         return torch.from_numpy(ids), torch.from_numpy(logprobs), torch.from_numpy(log_tail)
 
+    def hidden(self, index: int) -> Tensor:
+        """Example ``index``'s teacher hidden states ``(n, hidden_size)`` float32 (the store must keep them)."""
+        if not self.meta["hidden_size"]:
+            raise DomainKDError(f"{self.directory} keeps no teacher hidden states; record it with a hidden_size.")
+        if not 0 <= index < len(self):
+            raise IndexError(f"example {index} is out of range for a store of {len(self)} examples.")
+        start, end = self._offsets[index], self._offsets[index + 1]
+        return torch.from_numpy(self._hidden[start:end].astype(np.float32))
+
+    def teacher_head(self) -> dict[str, Tensor]:
+        """The teacher's ``output`` head ``(V, d)`` and input ``embedding`` ``(V, d)`` saved with the store."""
+        path = self.directory / TEACHER_HEAD
+        if not path.is_file():
+            raise DomainKDError(f"{path} is missing; delete {self.directory} and record the teacher again.")
+        return load_file(path)
+
+
+def save_teacher_head(directory: str | Path, model: torch.nn.Module, vocab_size: int | None = None) -> None:
+    """Save the teacher's output head and input embedding (first ``vocab_size`` rows) next to a store.
+
+    Offline DSKD needs them to map hidden states to logits and tokens to embeddings. Written
+    atomically; unbiased heads only (Llama, Qwen, SmolLM2, Gemma have none).
+    """
+    head = model.get_output_embeddings()
+    if getattr(head, "bias", None) is not None:
+        raise DomainKDError("the KD teacher's output head has a bias, which offline DSKD does not support; use online.")
+    rows = slice(None, vocab_size)
+    weights = {
+        "output": head.weight[rows].detach().float().cpu().clone(),
+        "embedding": model.get_input_embeddings().weight[rows].detach().float().cpu().clone(),
+    }
+    with atomic_path(Path(directory) / TEACHER_HEAD) as tmp:
+        save_file(weights, str(tmp))
+
 
 # --- recording -----------------------------------------------------------------------
 
@@ -341,8 +406,13 @@ def _right_pad(rows: list[list[int]], value: int) -> Tensor:
 
 @torch.inference_mode()
 def _teacher_topk_batch(
-    model: torch.nn.Module, examples: Sequence[dict[str, Any]], k: int, temperature: float = 1.0, pad_token_id: int = 0
-) -> list[tuple[Tensor, Tensor, Tensor]]:
+    model: torch.nn.Module,
+    examples: Sequence[dict[str, Any]],
+    k: int,
+    temperature: float = 1.0,
+    pad_token_id: int = 0,
+    hidden: bool = False,
+) -> list[tuple[Tensor, ...]]:
     """The teacher's top-k at each example's response tokens, from one right-padded forward.
 
     Args:
@@ -351,9 +421,11 @@ def _teacher_topk_batch(
         k: top-k size.
         temperature: > 0, for the log-probabilities.
         pad_token_id: any valid id; padded positions are masked and never read.
+        hidden: also return the last hidden states ``(n, d)``.
 
     Returns:
-        Per example ``(ids (n, k), logprobs (n, k), log_tail (n,))`` as from :func:`topk_from_logits`.
+        Per example ``(ids (n, k), logprobs (n, k), log_tail (n,))`` as from :func:`topk_from_logits`,
+        then ``hidden (n, d)`` when asked.
     """
     input_ids = _right_pad([example["input_ids"] for example in examples], pad_token_id)  # (B, T)
     labels = _right_pad([example["labels"] for example in examples], IGNORE_INDEX)  # (B, T)
@@ -362,18 +434,22 @@ def _teacher_topk_batch(
     counts = predicts.sum(1).tolist()
     rows, positions = predicts.nonzero(as_tuple=True)  # row-major: each example's tokens in order
     if len(rows) == 0:
-        return [(torch.zeros(0, k, dtype=torch.long), torch.zeros(0, k), torch.zeros(0))] * len(examples)
+        empty = (torch.zeros(0, k, dtype=torch.long), torch.zeros(0, k), torch.zeros(0))
+        return [empty + ((torch.zeros(0, model.config.get_text_config().hidden_size),) if hidden else ())] * len(examples)
     first = int(positions.min())  # no logits needed before the earliest response token of the batch
     device = model.device
-    logits = model(  # (B, T - first, V), freed as soon as the response rows are copied out
+    outputs = model(  # logits (B, T - first, V), freed as soon as the response rows are copied out
         input_ids=input_ids.to(device),
         attention_mask=attention_mask.to(device),
         logits_to_keep=input_ids.shape[1] - first,
-    ).logits
-    response_logits = logits[rows.to(device), (positions - first).to(device)]  # (N, V)
-    del logits
-    ids, logprobs, log_tail = (part.cpu() for part in topk_from_logits(response_logits, k, temperature))
-    return list(zip(ids.split(counts), logprobs.split(counts), log_tail.split(counts)))
+        output_hidden_states=hidden,
+    )
+    response_logits = outputs.logits[rows.to(device), (positions - first).to(device)]  # (N, V)
+    parts = [part.cpu() for part in topk_from_logits(response_logits, k, temperature)]
+    if hidden:
+        parts.append(outputs.hidden_states[-1][rows.to(device), positions.to(device)].float().cpu())  # (N, d)
+    del outputs
+    return list(zip(*(part.split(counts) for part in parts)))
 
 
 def record_teacher_topk(
@@ -388,6 +464,7 @@ def record_teacher_topk(
     pad_token_id: int = 0,
     flush_every: int = 64,
     progress: bool = True,
+    hidden: bool = False,
 ) -> TopKStore:
     """Record the teacher's top-k for every response token of ``examples`` into ``directory``.
 
@@ -406,22 +483,29 @@ def record_teacher_topk(
         pad_token_id: any valid id; padded positions are masked and never read.
         flush_every: examples between durable checkpoints of the store.
         progress: show a progress bar.
+        hidden: also keep the teacher's last hidden states (and save its output head and
+            embedding, :func:`save_teacher_head`), as DSKD needs.
 
     Returns:
         The finished store, opened for reading.
     """
     vocab_size = model.get_output_embeddings().weight.shape[0]
-    with TopKStoreWriter(directory, k, vocab_size, temperature, fingerprint, flush_every) as writer:
+    hidden_size = model.config.get_text_config().hidden_size if hidden else 0
+    with TopKStoreWriter(
+        directory, k, vocab_size, temperature, fingerprint, flush_every, hidden_size=hidden_size
+    ) as writer:
         if writer.examples_done > len(examples):
             raise DomainKDError(
                 f"{directory} already holds {writer.examples_done} examples but only {len(examples)} were given; "
                 "pass the full training set or record into a new directory."
             )
+        if hidden:
+            save_teacher_head(directory, model)  # before any example: a finished store always has its head
         todo = examples[writer.examples_done :]
         with tqdm(total=len(todo), desc="teacher top-k", unit="example", disable=not progress or not todo) as bar:
             for start in range(0, len(todo), batch_size):
                 batch = todo[start : start + batch_size]
-                for ids, logprobs, log_tail in _teacher_topk_batch(model, batch, k, temperature, pad_token_id):
-                    writer.append(ids, logprobs, log_tail)
+                for parts in _teacher_topk_batch(model, batch, k, temperature, pad_token_id, hidden):
+                    writer.append(*parts)
                 bar.update(len(batch))
     return TopKStore(directory)

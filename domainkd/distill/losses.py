@@ -399,6 +399,14 @@ def topk_from_logits(teacher_logits: Tensor, k: int, temperature: float = 1.0) -
     return top_ids, top_logprobs, _logsumexp(logprobs.scatter(-1, top_ids, _NEG_INF))
 
 
+def _repeats(ids: Tensor) -> Tensor:
+    """``(..., k)`` bool: true at every entry whose id already appears earlier in its row."""
+    sorted_ids, order = ids.sort(dim=-1, stable=True)
+    repeated = torch.zeros_like(sorted_ids, dtype=torch.bool)
+    repeated[..., 1:] = sorted_ids[..., 1:] == sorted_ids[..., :-1]
+    return torch.zeros_like(repeated).scatter(-1, order, repeated)
+
+
 def topk_divergence(
     student_logits: Tensor,
     teacher_topk_ids: Tensor,
@@ -417,6 +425,10 @@ def topk_divergence(
     temperature they were recorded at (see :func:`topk_from_logits`), which should be the
     same. With ``k = V`` this equals the full-vocabulary divergence.
 
+    An id listed twice in a row counts once: the student's mass at it fills its first entry
+    and later entries are empty (``-inf``), so the teacher's mass of a repeated id belongs at
+    its first entry too (:func:`merge_duplicate_ids`).
+
     Args:
         student_logits: ``(..., V)``, gives ``q``.
         teacher_topk_ids: ``(..., k)`` long.
@@ -430,7 +442,8 @@ def topk_divergence(
     """
     student_logprobs = _log_softmax(student_logits, temperature)  # (..., V)
     student_tail = _logsumexp(student_logprobs.scatter(-1, teacher_topk_ids, _NEG_INF))  # (...)
-    student_buckets = torch.cat([student_logprobs.gather(-1, teacher_topk_ids), student_tail[..., None]], dim=-1)
+    student_topk = student_logprobs.gather(-1, teacher_topk_ids).masked_fill(_repeats(teacher_topk_ids), _NEG_INF)
+    student_buckets = torch.cat([student_topk, student_tail[..., None]], dim=-1)
     teacher_buckets = torch.cat([teacher_topk_logprobs, teacher_log_tail[..., None]], dim=-1).to(student_buckets.dtype)
     return divergence_from_logprobs(divergence_name, student_buckets, teacher_buckets, **params)
 
@@ -484,3 +497,173 @@ def topk_kd_loss(
     inputs = (student_logits, teacher_topk_ids, teacher_topk_logprobs, teacher_log_tail)
     scale = temperature**2 if scale_by_temperature_squared else 1.0
     return _combine(token_losses, inputs, labels, alpha, scale, normaliser, chunk_size)
+
+
+# --- cross-tokenizer baselines: ULD and MinED ------------------------------------------
+#
+# Teacher and student tokenize differently, so the caller first pairs response positions
+# (ULD: the i-th token of each side; MinED: domainkd.distill.align.align_tokens) and gives
+# the losses below the teacher's distribution at the paired positions as a top-k.
+
+
+def uld_distance(
+    student_logits: Tensor, teacher_logprobs: Tensor, teacher_log_tail: Tensor, temperature: float = 1.0
+) -> Tensor:
+    """Universal Logit Distillation's distance (Boizard et al. 2024): L1 between the sorted distributions.
+
+    With ``s_(i)`` the student's probabilities and ``t_(i)`` the teacher's, both sorted
+    descending, ULD is ``Σ_i |s_(i) − t_(i)|``, the smaller vocabulary zero-padded: it needs
+    no token correspondence at all. Against a teacher top-k this is
+    ``Σ_{i<k} |s_(i) − t_(i)| + |(1 − Σ_{i<k} s_(i)) − tail_t|``, which by the triangle
+    inequality is a lower bound of the full ULD and equals it when ``k`` covers the teacher's
+    vocabulary (``tail_t = 0``); ``k`` may exceed the student's vocabulary (zero-padded).
+
+    Args:
+        student_logits: ``(..., Vs)``.
+        teacher_logprobs: ``(..., k)``, the teacher's ``k`` largest log-probabilities (any order).
+        teacher_log_tail: ``(...)``, log of the teacher's remaining mass (``-inf`` when ``k`` is its vocabulary).
+        temperature: > 0, applied to the student logits; the teacher's values are at the
+            temperature they were recorded at, which should be the same.
+
+    Returns:
+        ``(...)``, in ``[0, 2]`` (a probability distance, not nats).
+    """
+    k = teacher_logprobs.shape[-1]
+    student_sorted = _log_softmax(student_logits, temperature).sort(dim=-1, descending=True).values  # (..., Vs)
+    if student_sorted.shape[-1] < k:  # zero-pad the smaller vocabulary
+        student_sorted = F.pad(student_sorted, (0, k - student_sorted.shape[-1]), value=_NEG_INF)
+    student_head, student_tail = student_sorted[..., :k].exp(), _logsumexp(student_sorted[..., k:]).exp()
+    teacher_sorted = teacher_logprobs.to(student_sorted.dtype).sort(dim=-1, descending=True).values
+    teacher_head, teacher_tail = teacher_sorted.exp(), teacher_log_tail.to(student_sorted.dtype).exp()
+    return (student_head - teacher_head).abs().sum(-1) + (student_tail - teacher_tail).abs()
+
+
+def _uld_token_losses(
+    student_logits: Tensor, teacher_logprobs: Tensor, teacher_log_tail: Tensor, labels: Tensor, temperature: float
+) -> tuple[Tensor, Tensor]:
+    """Per-position CE at temperature 1 and ULD distance ``(N,)``; masked positions give 0."""
+    valid = labels != IGNORE_INDEX  # (N,)
+    # Zeroed, garbage (NaN, inf) at padded positions reaches neither the value nor the gradient.
+    student_logits = torch.where(valid[:, None], student_logits, 0)
+    teacher_logprobs = torch.where(valid[:, None], teacher_logprobs, 0)
+    teacher_log_tail = torch.where(valid, teacher_log_tail, 0)
+    ce = F.nll_loss(_log_softmax(student_logits, 1.0), labels, ignore_index=IGNORE_INDEX, reduction="none")
+    return ce, uld_distance(student_logits, teacher_logprobs, teacher_log_tail, temperature)
+
+
+def uld_loss(
+    student_logits: Tensor,
+    teacher_logprobs: Tensor,
+    teacher_log_tail: Tensor,
+    labels: Tensor,
+    *,
+    alpha: float,
+    temperature: float = 1.0,
+    normaliser: int | Tensor | None = None,
+    scale_by_temperature_squared: bool = False,
+    chunk_size: int | None = None,
+) -> tuple[Tensor, KDLossParts]:
+    """ULD KD ``(1 − α)·CE + α·ULD`` averaged over response tokens (:func:`uld_distance`).
+
+    Positions are already paired by the caller: ULD pairs the i-th response token of the
+    student with the i-th of the teacher, whatever their texts. CE, normalisation, chunking
+    and the parts are as in :func:`kd_loss`.
+
+    Args:
+        student_logits: ``(N, Vs)`` at the paired student positions.
+        teacher_logprobs: ``(N, k)``, the teacher's ``k`` largest log-probabilities at the paired
+            teacher positions (``k`` may be its whole vocabulary, of any size).
+        teacher_log_tail: ``(N,)``, log of the teacher's mass outside them (``-inf`` if none).
+        labels: ``(N,)`` long, the student tokens the positions predict, ``-100`` ignored.
+        alpha: weight of the ULD term, in ``[0, 1]``.
+        temperature: > 0, applied to the student logits for the ULD term.
+        normaliser: valid tokens of the whole accumulated batch; defaults to this batch's.
+        scale_by_temperature_squared: multiply the ULD term by ``τ²``.
+        chunk_size: as in :func:`kd_loss`.
+
+    Returns:
+        The scalar loss and its detached parts.
+    """
+    token_losses = partial(_uld_token_losses, temperature=temperature)
+    inputs = (student_logits, teacher_logprobs, teacher_log_tail)
+    scale = temperature**2 if scale_by_temperature_squared else 1.0
+    return _combine(token_losses, inputs, labels, alpha, scale, normaliser, chunk_size)
+
+
+def merge_duplicate_ids(ids: Tensor, logprobs: Tensor) -> tuple[Tensor, Tensor]:
+    """Sum the mass of ids listed more than once in a row, at their first entry.
+
+    Mapping a teacher top-k into the student's vocabulary can send several teacher tokens
+    to one student token. The first entry of each id gets the logsumexp of all its entries;
+    later ones get ``-inf`` and keep pointing at the same id, which :func:`topk_divergence`
+    then counts as absent on both sides.
+
+    Args:
+        ids: ``(..., k)`` long.
+        logprobs: ``(..., k)``.
+
+    Returns:
+        ``ids`` unchanged and the merged ``(..., k)`` log-probabilities, at least float32 (no
+        longer sorted).
+    """
+    sorted_ids, order = ids.sort(dim=-1, stable=True)  # stable: each id's first entry leads its run
+    sorted_logprobs = logprobs.to(torch.promote_types(logprobs.dtype, torch.float32)).gather(-1, order)
+    leads = torch.ones_like(sorted_ids, dtype=torch.bool)
+    leads[..., 1:] = sorted_ids[..., 1:] != sorted_ids[..., :-1]
+    group = leads.cumsum(-1) - 1  # (..., k): index of each entry's run
+    peak = torch.full_like(sorted_logprobs, _NEG_INF).scatter_reduce(-1, group, sorted_logprobs, "amax")
+    peak = peak.masked_fill(peak == _NEG_INF, 0)  # a finite shift for runs of -inf only
+    mass = torch.zeros_like(sorted_logprobs).scatter_add(-1, group, (sorted_logprobs - peak.gather(-1, group)).exp())
+    merged = (mass.log() + peak).gather(-1, group).masked_fill(~leads, _NEG_INF)
+    return ids, torch.empty_like(merged).scatter(-1, order, merged)
+
+
+def mined_kd_loss(
+    student_logits: Tensor,
+    teacher_ids: Tensor,
+    teacher_logprobs: Tensor,
+    teacher_log_tail: Tensor,
+    labels: Tensor,
+    *,
+    alpha: float,
+    temperature: float,
+    divergence: str,
+    normaliser: int | Tensor | None = None,
+    scale_by_temperature_squared: bool = False,
+    chunk_size: int | None = None,
+    **divergence_params: float,
+) -> tuple[Tensor, KDLossParts]:
+    """MinED KD: :func:`topk_kd_loss` against a teacher top-k mapped into the student's vocabulary.
+
+    The teacher's top-k ids have been replaced by their closest student tokens
+    (:class:`domainkd.distill.align.VocabularyMap`) at positions paired by minimum edit
+    distance (:func:`domainkd.distill.align.align_tokens`). Teacher tokens sent to one
+    student token are merged (:func:`merge_duplicate_ids`); the teacher's tail mass, whatever
+    student tokens it would map to, meets the student's mass outside the mapped ids in one bucket.
+
+    Args:
+        student_logits: ``(N, Vs)`` at the paired student positions.
+        teacher_ids: ``(N, k)`` long, student token ids, possibly repeated within a row.
+        teacher_logprobs: ``(N, k)``, the teacher's log-probabilities of the original tokens.
+        teacher_log_tail: ``(N,)``, log of the teacher's mass outside them.
+        labels: ``(N,)`` long, the student tokens the positions predict, ``-100`` ignored.
+        Others as in :func:`topk_kd_loss`; ``divergence_params`` are the divergence's own.
+
+    Returns:
+        The scalar loss and its detached parts.
+    """
+    teacher_ids, teacher_logprobs = merge_duplicate_ids(teacher_ids, teacher_logprobs)
+    return topk_kd_loss(
+        student_logits,
+        teacher_ids,
+        teacher_logprobs,
+        teacher_log_tail,
+        labels,
+        alpha=alpha,
+        temperature=temperature,
+        divergence=divergence,
+        scale_by_temperature_squared=scale_by_temperature_squared,
+        normaliser=normaliser,
+        chunk_size=chunk_size,
+        **divergence_params,
+    )

@@ -10,6 +10,7 @@ from __future__ import annotations
 import gc
 import json
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -17,12 +18,16 @@ import torch
 from transformers import AutoConfig
 
 from domainkd.config import KDConfig, RunConfig
+from domainkd.distill.align import VocabularyMap, align_tokens, token_texts
+from domainkd.distill.dskd import DSKDProjectors
 from domainkd.distill.logits_store import META, TopKStore, record_teacher_topk
+from domainkd.distill.losses import IGNORE_INDEX
 from domainkd.distill.vocab import check_vocabularies, require_compatible, require_ids_shared, shared_vocab_size
 from domainkd.errors import DomainKDError
 from domainkd.models import load_causal_lm, load_tokenizer
 from domainkd.models.cache import resolve_model, sha256_of
 from domainkd.paths import RunPaths
+from domainkd.training.collate import tokenize_example
 
 
 def objective_summary(config: RunConfig) -> dict[str, Any]:
@@ -37,44 +42,79 @@ def _kd_teacher(config: RunConfig) -> str:
     return config.train.kd.teacher or config.teacher.model
 
 
+@dataclass
+class Distillation:
+    """What the train stage needs for KD: the :class:`KDTrainer` arguments and the collator's."""
+
+    trainer_kwargs: dict[str, Any]
+    teacher_pad_token_id: int | None = None  # set when batches carry the teacher's own tokenisation
+
+
 def prepare_distillation(
-    config: RunConfig, paths: RunPaths, student: Any, tokenizer: Any, examples: list[dict[str, Any]]
-) -> dict[str, Any]:
-    """The :class:`KDTrainer` arguments: vocabularies checked first, then the teacher or its top-k store."""
+    config: RunConfig,
+    paths: RunPaths,
+    student: Any,
+    tokenizer: Any,
+    rows: list[dict[str, Any]],
+    examples: list[dict[str, Any]],
+) -> Distillation:
+    """Check vocabularies, then load the teacher (online) or record or reuse its store (offline).
+
+    When the teacher's tokenizer differs from the student's, each of ``examples`` gains its
+    teacher tokenisation (``teacher_input_ids``, ``teacher_labels``); for ULD and MinED every
+    example gains the response positions aligned across the two (``aligned_student``,
+    ``aligned_teacher``). ``rows`` are the training set's question/answer records, in the
+    order of ``examples``.
+    """
     kd = config.train.kd
-    shared, teacher_size = _shared_vocabulary(config, student, tokenizer, examples)
+    relation, teacher_tokenizer, teacher_config = _vocabularies(config, student, tokenizer)
+    cross_tokenizer = relation == "different"
+    shared = _shared_size(relation, student, tokenizer, teacher_tokenizer, teacher_config, examples)
+    if cross_tokenizer:
+        _add_teacher_tokens(config, teacher_tokenizer, rows, examples)
+    if kd.loss in ("uld", "mined"):
+        _add_alignment(kd.loss, tokenizer, teacher_tokenizer if cross_tokenizer else tokenizer, examples)
+    kwargs: dict[str, Any] = {
+        "kd": kd,
+        "shared_vocab_size": shared,
+        "cross_tokenizer": cross_tokenizer,
+        "pad_token_id": tokenizer.pad_token_id,
+    }
+    if kd.loss == "dskd":
+        kwargs["projectors"] = _projectors(config, student, teacher_config, cross_tokenizer)
+    if kd.loss == "mined":
+        kwargs["vocab_map"] = VocabularyMap(tokenizer, teacher_tokenizer)
+    teacher_pad = _pad_token_id(teacher_tokenizer) if cross_tokenizer else None
     if kd.teacher_logits == "online":
-        return {"kd": kd, "teacher": _load_teacher(config, shared), "shared_vocab_size": shared}
-    if kd.top_k > (shared or teacher_size):
+        return Distillation({**kwargs, "teacher": _load_teacher(config, shared)}, teacher_pad)
+    teacher_size = shared or teacher_config.get_text_config().vocab_size
+    if kd.top_k > teacher_size:
         raise DomainKDError(
-            f"train.kd.top_k is {kd.top_k}, more than the teacher's {shared or teacher_size} tokens; lower it "
+            f"train.kd.top_k is {kd.top_k}, more than the teacher's {teacher_size} tokens; lower it "
             "(top_k equal to the vocabulary keeps the whole distribution)."
         )
     fingerprint = {
         "teacher": _kd_teacher(config),
         "train_set_sha256": sha256_of(paths.train_set),
         "student_vocab_size": len(tokenizer),
-        "teacher_vocab_size": shared or teacher_size,
+        "teacher_vocab_size": teacher_size,
         "top_k": kd.top_k,
         "temperature": kd.temperature,
         "max_length": config.train.max_length,
         "system_prompt": config.system_prompt,
+        "teacher_tokenisation": "teacher" if cross_tokenizer else "student",
+        "hidden_states": kd.loss == "dskd",
     }
     store = _recorded_store(paths.teacher_topk, fingerprint, kd, len(examples))
     if store is None:
-        store = _record(config, paths, shared, examples, fingerprint, tokenizer.pad_token_id)
-    return {"kd": kd, "store": store, "shared_vocab_size": shared}
+        teacher_examples = [_teacher_view(example) for example in examples] if cross_tokenizer else examples
+        pad = teacher_pad if cross_tokenizer else tokenizer.pad_token_id
+        store = _record(config, paths, shared, teacher_examples, fingerprint, pad)
+    return Distillation({**kwargs, "store": store}, teacher_pad)
 
 
-def _shared_vocabulary(
-    config: RunConfig, student: Any, tokenizer: Any, examples: list[dict[str, Any]]
-) -> tuple[int | None, int]:
-    """Check the KD teacher's vocabulary against the student's from its tokenizer and config alone.
-
-    Returns:
-        The logit columns to cut both sides to (``None``: same vocabulary, no cut) and the
-        teacher's logits size.
-    """
+def _vocabularies(config: RunConfig, student: Any, tokenizer: Any) -> tuple[str, Any, Any]:
+    """The vocabulary relation, from the KD teacher's tokenizer and config alone (no weights loaded)."""
     reference, trust = _kd_teacher(config), config.teacher.trust_remote_code
     teacher_tokenizer = load_tokenizer(reference, trust_remote_code=trust)
     teacher_config = AutoConfig.from_pretrained(resolve_model(reference), trust_remote_code=trust)
@@ -82,11 +122,66 @@ def _shared_vocabulary(
     teacher_size = teacher_config.get_text_config().vocab_size
     relation = check_vocabularies(tokenizer, teacher_tokenizer, student_size, teacher_size)
     require_compatible(relation, config.train.kd.loss)
-    if relation == "same":
-        return None, teacher_size
+    return relation, teacher_tokenizer, teacher_config
+
+
+def _shared_size(
+    relation: str, student: Any, tokenizer: Any, teacher_tokenizer: Any, teacher_config: Any, examples: list[dict]
+) -> int | None:
+    """The logit columns to cut both sides to: ``None`` unless the vocabularies share a prefix."""
+    if relation != "same-prefix":
+        return None
+    student_size = student.get_output_embeddings().weight.shape[0]
+    teacher_size = teacher_config.get_text_config().vocab_size
     shared = shared_vocab_size(tokenizer, teacher_tokenizer, student_size, teacher_size)
     require_ids_shared(max(max(example["input_ids"]) for example in examples), shared)
-    return shared, teacher_size
+    return shared
+
+
+def _pad_token_id(tokenizer: Any) -> int:
+    return tokenizer.pad_token_id if tokenizer.pad_token_id is not None else (tokenizer.eos_token_id or 0)
+
+
+def _add_teacher_tokens(config: RunConfig, teacher_tokenizer: Any, rows: list[dict], examples: list[dict]) -> None:
+    """Give each example the teacher's chat-formatted tokenisation of the same exchange."""
+    for row, example in zip(rows, examples, strict=True):
+        tokens = tokenize_example(
+            teacher_tokenizer, config.system_prompt, row["question"], row["answer"], config.train.max_length
+        )
+        example["teacher_input_ids"], example["teacher_labels"] = tokens["input_ids"], tokens["labels"]
+
+
+def _response_ids(labels: list[int]) -> list[int]:
+    """The tokens an example's response positions predict (see :func:`response_count`)."""
+    return [label for label in labels[1:] if label != IGNORE_INDEX]
+
+
+def _add_alignment(loss: str, tokenizer: Any, teacher_tokenizer: Any, examples: list[dict]) -> None:
+    """Pair student and teacher response positions: i-th with i-th (ULD) or by minimum edit distance (MinED)."""
+    for example in examples:
+        student_ids = _response_ids(example["labels"])
+        teacher_ids = _response_ids(example.get("teacher_labels", example["labels"]))
+        if loss == "uld":
+            pairs = [(index, index) for index in range(min(len(student_ids), len(teacher_ids)))]
+        else:
+            pairs = align_tokens(token_texts(tokenizer, student_ids), token_texts(teacher_tokenizer, teacher_ids))
+        example["aligned_student"] = [student for student, _ in pairs]
+        example["aligned_teacher"] = [teacher for _, teacher in pairs]
+
+
+def _teacher_view(example: dict[str, Any]) -> dict[str, Any]:
+    return {"input_ids": example["teacher_input_ids"], "labels": example["teacher_labels"]}
+
+
+def _projectors(config: RunConfig, student: Any, teacher_config: Any, cross_tokenizer: bool) -> DSKDProjectors:
+    """DSKD's projectors, initialised from the training seed."""
+    with torch.random.fork_rng():
+        torch.manual_seed(config.train.seed)
+        return DSKDProjectors(
+            student.config.get_text_config().hidden_size,
+            teacher_config.get_text_config().hidden_size,
+            cross_attention=cross_tokenizer,
+        )
 
 
 def _load_teacher(config: RunConfig, shared_size: int | None) -> Any:
@@ -136,6 +231,7 @@ def _record(
         temperature=kd.temperature,
         batch_size=config.train.batch_size,
         pad_token_id=pad_token_id,
+        hidden=fingerprint["hidden_states"],
     )
     del teacher
     gc.collect()

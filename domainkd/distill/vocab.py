@@ -24,6 +24,9 @@ VocabularyRelation = Literal["same", "same-prefix", "different"]
 # Which vocabulary relations each KD loss of domainkd.distill.trainer.KD_LOSSES supports.
 LOSS_VOCABULARIES: dict[str, set[str]] = {
     "vanilla": {"same", "same-prefix"},
+    "dskd": {"same", "same-prefix", "different"},  # cross-model attention when different
+    "uld": {"same", "same-prefix", "different"},
+    "mined": {"different"},
 }
 
 _DESCRIPTIONS = {
@@ -62,12 +65,6 @@ def require_compatible(relation: VocabularyRelation, loss_name: str) -> None:
     if relation in LOSS_VOCABULARIES.get(loss_name, set()):
         return
     working = [name for name, relations in LOSS_VOCABULARIES.items() if relation in relations]
-    if relation == "different" and not working:
-        raise DomainKDError(
-            "the KD teacher's tokenizer differs from the student's and no KD loss implemented yet works across "
-            "tokenizers (cross-tokenizer losses are not available yet); set `train.kd: null` for plain SFT on the "
-            "teacher's answers, or set `train.kd.teacher` to a model with the student's tokenizer."
-        )
     raise DomainKDError(
         f"train.kd.loss {loss_name!r} does not work with {_DESCRIPTIONS[relation]}; "
         f"use one of {', '.join(working) or 'none yet'} or set `train.kd: null` for plain SFT."

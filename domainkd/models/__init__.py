@@ -2,7 +2,7 @@
 
 from domainkd.models.generation import generate_texts
 from domainkd.models.cache import cache_dir, is_cached, resolve_model
-from domainkd.models.loading import chat_messages, load_causal_lm, load_tokenizer, render_prompt
+from domainkd.models.loading import chat_messages, load_causal_lm, load_tokenizer, render_prompt, save_first_layers
 from domainkd.models.sources import KNOWN_MODELS, PackagedModel
 
 __all__ = [
@@ -16,4 +16,5 @@ __all__ = [
     "load_tokenizer",
     "render_prompt",
     "resolve_model",
+    "save_first_layers",
 ]

@@ -54,3 +54,30 @@ def chat_messages(system_prompt: str | None, user: str, assistant: str | None = 
 def render_prompt(tokenizer: PreTrainedTokenizerBase, messages: list[dict[str, str]]) -> str:
     """Render messages up to the start of the assistant's turn, as the model was trained to see them."""
     return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+
+
+def save_first_layers(reference: str | Path, layers: int, directory: Path, trust_remote_code: bool = False) -> Path:
+    """Save a copy of a decoder-only model that keeps only its first ``layers`` decoder layers.
+
+    The usual way to get a smaller student with the teacher's vocabulary (layer dropping, as
+    in DistilBERT-style initialisation). Written once, atomically; an existing copy is reused.
+    """
+    from domainkd.errors import DomainKDError
+    from domainkd.io import atomic_dir
+
+    if (directory / "config.json").is_file():
+        return directory
+    model, tokenizer = load_causal_lm(reference, trust_remote_code=trust_remote_code)
+    decoder = model.get_decoder()
+    if not hasattr(decoder, "layers") or layers > len(decoder.layers):
+        total = len(decoder.layers) if hasattr(decoder, "layers") else "no"
+        raise DomainKDError(f"{reference} has {total} decoder layers, so it cannot keep {layers}; choose fewer.")
+    decoder.layers = decoder.layers[:layers]
+    text_config = model.config.get_text_config()
+    text_config.num_hidden_layers = layers
+    if getattr(text_config, "layer_types", None):
+        text_config.layer_types = text_config.layer_types[:layers]
+    with atomic_dir(directory) as tmp:
+        model.save_pretrained(tmp, safe_serialization=True)
+        tokenizer.save_pretrained(tmp)
+    return directory

@@ -25,7 +25,7 @@ from transformers.trainer_utils import get_last_checkpoint
 
 from domainkd.config import RunConfig, TrainConfig, dump_config
 from domainkd.distill.prepare import objective_summary, prepare_distillation
-from domainkd.distill.trainer import IndexedPadCollator, KDTrainer
+from domainkd.distill.trainer import KDCollator, KDTrainer, detach_projectors
 from domainkd.errors import DomainKDError
 from domainkd.io import atomic_dir, read_jsonl, write_json
 from domainkd.models import load_causal_lm
@@ -43,17 +43,22 @@ def train(config: RunConfig) -> dict[str, Any]:
     if not paths.train_set.is_file():
         raise DomainKDError(f"{paths.train_set} is missing; run `domainkd teach CONFIG` first.")
     model, tokenizer = load_causal_lm(config.student.model, trust_remote_code=config.student.trust_remote_code)
-    examples = _examples(read_jsonl(paths.train_set), tokenizer, config)
-    kd_arguments = prepare_distillation(config, paths, model, tokenizer, examples) if config.train.kd else {}
+    rows = read_jsonl(paths.train_set)
+    examples = _examples(rows, tokenizer, config)
+    distillation = prepare_distillation(config, paths, model, tokenizer, rows, examples) if config.train.kd else None
     if config.train.method == "lora":
         model = _with_lora(model, config.train)
     model.train()
-    trainer_class, collator_class = (KDTrainer, IndexedPadCollator) if config.train.kd else (Trainer, PadCollator)
+    if distillation is None:
+        trainer_class, collator, kd_arguments = Trainer, PadCollator(tokenizer.pad_token_id), {}
+    else:
+        collator = KDCollator(tokenizer.pad_token_id, distillation.teacher_pad_token_id)
+        trainer_class, kd_arguments = KDTrainer, distillation.trainer_kwargs
     trainer = trainer_class(
         model=model,
         args=_training_arguments(config.train, paths.checkpoints, len(examples)),
         train_dataset=Dataset.from_list(examples),
-        data_collator=collator_class(tokenizer.pad_token_id),
+        data_collator=collator,
         **kd_arguments,
     )
     started = time.time()
@@ -147,6 +152,7 @@ def _resumable_checkpoint(config: RunConfig, paths: RunPaths) -> str | None:
 def _save(model: Any, tokenizer: Any, config: RunConfig, paths: RunPaths) -> None:
     """Write the adapter (LoRA) and the full merged model as safetensors, atomically."""
     model.eval()
+    detach_projectors(model)
     if config.train.method == "lora":
         with atomic_dir(paths.adapter) as tmp:
             model.save_pretrained(tmp, safe_serialization=True)

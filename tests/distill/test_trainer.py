@@ -7,7 +7,7 @@ import pytest
 import torch
 from transformers import AutoConfig, LlamaForCausalLM, TrainingArguments
 
-from domainkd import prepare_data, teach, train
+from domainkd import train
 from domainkd.config import KDConfig, RunConfig, config_from_dict
 from domainkd.distill import record_teacher_topk
 from domainkd.distill.trainer import IndexedPadCollator, KDTrainer
@@ -33,18 +33,6 @@ EXCHANGES = [
 
 
 # --- fixtures: a student, a teacher with its tokenizer, a batch ------------------------
-
-
-@pytest.fixture(scope="module")
-def tiny_teacher(tiny_model, tmp_path_factory):
-    """The tiny model's directory with re-initialised, sharper weights: same tokenizer, other distributions."""
-    directory = tmp_path_factory.mktemp("tiny-teacher")
-    shutil.copytree(tiny_model, directory, dirs_exist_ok=True)
-    config = AutoConfig.from_pretrained(tiny_model)
-    config.initializer_range = 0.5  # logits spread over a few nats, so the KD terms are far from 0
-    torch.manual_seed(1)
-    LlamaForCausalLM(config).save_pretrained(directory, safe_serialization=True)
-    return directory
 
 
 @pytest.fixture(scope="module")
@@ -168,8 +156,8 @@ def test_other_tokenizer_is_different_and_refused(tiny_model, tmp_path):
     with pytest.raises(DomainKDError) as error:
         require_compatible(relation, "vanilla")
     message = str(error.value)
-    assert "cross-tokenizer losses are not available yet" in message
-    assert "`train.kd: null`" in message and "student's tokenizer" in message
+    assert "does not work with a teacher whose tokenizer differs" in message
+    assert "use one of dskd, uld, mined" in message and "`train.kd: null`" in message
     assert message.count(". ") == 0 and message.endswith(".")  # one sentence
 
 
@@ -243,22 +231,6 @@ def test_a_store_at_another_temperature_is_refused(tmp_path, student, teacher, e
 # --- the train stage -----------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def taught(tmp_path_factory):
-    """Run the data and teach stages into a config's run directory, generating the answers only once."""
-    cache = tmp_path_factory.mktemp("taught-run")
-
-    def prepare(config):
-        if any(cache.iterdir()):
-            shutil.copytree(cache, config.output_dir)
-        else:
-            prepare_data(config)
-            teach(config)
-            shutil.copytree(config.output_dir, cache, dirs_exist_ok=True)
-
-    return prepare
-
-
 def test_offline_kd_run_records_the_store_once(tiny_config, taught, tiny_teacher, monkeypatch):
     tiny_config.train.kd = KDConfig(teacher=str(tiny_teacher), teacher_logits="offline", top_k=16)
     taught(tiny_config)
@@ -311,10 +283,10 @@ def test_plain_sft_summary_says_so(tiny_config, taught):
     assert train(tiny_config)["objective"] == "sft"
 
 
-def test_a_teacher_with_another_tokenizer_stops_before_training(tiny_config, taught, tmp_path):
+def test_vanilla_kd_from_a_teacher_with_another_tokenizer_stops_before_training(tiny_config, taught, tmp_path):
     other = build_tiny_model(tmp_path / "other", ["zebras juggle quantum xylophones under violet moons."] * 20)
     tiny_config.train.kd = KDConfig(teacher=str(other))
     taught(tiny_config)
-    with pytest.raises(DomainKDError, match="cross-tokenizer losses are not available yet"):
+    with pytest.raises(DomainKDError, match="use one of dskd, uld, mined"):
         train(tiny_config)
     assert not RunPaths(tiny_config.output_dir).checkpoints.exists()

@@ -1,0 +1,59 @@
+"""`domainkd grid` end to end on tiny models: every cell trained and evaluated once, then skipped."""
+
+import json
+
+import pytest
+
+import domainkd.grid as grid_module
+from domainkd.config import config_from_dict
+from domainkd.errors import DomainKDError
+from domainkd.grid import run_grid
+
+
+@pytest.fixture()
+def grid_config(tiny_config, tiny_teacher, other_teacher):
+    raw = tiny_config.model_dump(mode="json")
+    raw["train"].update(max_length=320, kd={"top_k": 8})
+    raw["grid"] = {
+        "teachers": {"same_vocab": str(tiny_teacher), "different_vocab": str(other_teacher)},
+        "teacher_sft": [False, True],
+        "student_sft": [False, True],
+        "losses": ["vanilla", "dskd"],
+        "student_layers": 1,
+        "teacher_sft_train": {"epochs": 1},
+    }
+    return config_from_dict(raw)
+
+
+def test_grid_runs_every_cell_once_and_resumes(grid_config, monkeypatch):
+    table = run_grid(grid_config)
+    root = grid_config.output_dir
+    rows = json.loads((root / "grid.json").read_text())["rows"]
+    cells = [row for row in rows if "loss" in row]
+    assert len(cells) == 2 * 2 * 2 * 2 and len(rows) == len(cells) + 2  # + untrained and SFT-only students
+    assert {row["loss"] for row in cells if row["vocabulary"] == "different"} == {"mined", "dskd"}
+    assert {row["loss"] for row in cells if row["vocabulary"] == "same"} == {"vanilla", "dskd"}
+    assert all(row["scores"]["token_f1"]["n"] == 2 for row in rows)  # the same in-scope questions everywhere
+    assert table.count("\n") == len(rows) + 1 and (root / "grid.md").read_text().strip() == table
+    assert (root / "student-1-layers" / "config.json").is_file()
+    assert json.loads((root / "student-1-layers" / "config.json").read_text())["num_hidden_layers"] == 1
+
+    trained = []
+    monkeypatch.setattr(grid_module, "train", lambda config: trained.append(config) or {})
+    assert run_grid(grid_config) == table  # finished cells are skipped, shared models reused
+    assert trained == []
+
+
+def test_a_config_without_grid_section_is_refused(tiny_config):
+    with pytest.raises(DomainKDError, match="has no `grid` section"):
+        run_grid(tiny_config)
+
+
+def test_bad_grid_settings_give_one_sentence(tiny_config):
+    raw = tiny_config.model_dump(mode="json")
+    raw["grid"] = {"teachers": {}}
+    with pytest.raises(DomainKDError, match="name at least one teacher"):
+        config_from_dict(raw)
+    raw["grid"] = {"teachers": {"a": "x"}, "teacher_sft_train": {"epoch": 1}}
+    with pytest.raises(DomainKDError, match="grid.teacher_sft_train"):
+        config_from_dict(raw)
