@@ -4,7 +4,10 @@ Teacher SmolLM2-135M-Instruct; student the same model cut to its first 10 layers
 trains the same student on the same batches of 8 × 128 tokens on this CPU, each in its own
 process so that its peak memory is its own:
 
-- ``sft``: the Hugging Face Trainer with :class:`PadCollator`, cross-entropy on the answers;
+- ``hf_sft``: the stock Hugging Face Trainer with :class:`PadCollator`, cross-entropy on the
+  answers (the model's own loss: logits at every position);
+- ``sft``: domainkd's plain SFT (:class:`SFTTrainer`): the same loss from logits computed at the
+  answer positions only, as every domainkd trainer does;
 - ``kd_offline``: :class:`KDTrainer` against the teacher's top-k, recorded beforehand into a
   :class:`TopKStore` by a separate process (its time is reported, not counted in the step);
 - ``kd_online``: :class:`KDTrainer` with the teacher in memory, run at every step;
@@ -51,10 +54,11 @@ from functools import partial
 from pathlib import Path
 
 BATCH = 8
-METHODS = ("sft", "kd_offline", "kd_online", "trl_gkd")
+METHODS = ("hf_sft", "sft", "kd_offline", "kd_online", "trl_gkd")
 RATIOS = {  # name: (numerator method, denominator method, measure)
     "kd_offline_over_sft_step": ("kd_offline", "sft", "median_step_seconds"),
     "kd_online_over_sft_step": ("kd_online", "sft", "median_step_seconds"),
+    "sft_over_hf_trainer_sft_step": ("sft", "hf_sft", "median_step_seconds"),
     "kd_offline_over_trl_gkd_step": ("kd_offline", "trl_gkd", "median_step_seconds"),
     "kd_online_over_trl_gkd_step": ("kd_online", "trl_gkd", "median_step_seconds"),
     "kd_offline_over_trl_gkd_peak_rss": ("kd_offline", "trl_gkd", "peak_rss_mib"),
@@ -207,13 +211,14 @@ def training_settings(args: argparse.Namespace, output_dir: str) -> dict:
     }
 
 
-def sft_trainer(args, tokenizer, data, output_dir):
+def sft_trainer(args, tokenizer, data, output_dir, stock: bool = False):
     from datasets import Dataset
     from transformers import Trainer, TrainingArguments
 
     from domainkd.training.collate import PadCollator
+    from domainkd.training.sft import SFTTrainer
 
-    return Trainer(
+    return (Trainer if stock else SFTTrainer)(
         model=load_student(args, tokenizer), args=TrainingArguments(**training_settings(args, output_dir)),
         train_dataset=Dataset.from_list(data), data_collator=PadCollator(tokenizer.pad_token_id),
     )
@@ -255,6 +260,7 @@ def trl_gkd_trainer(args, tokenizer, data, output_dir):
 
 
 TRAINERS = {
+    "hf_sft": partial(sft_trainer, stock=True),
     "sft": sft_trainer,
     "kd_offline": partial(kd_trainer, online=False),
     "kd_online": partial(kd_trainer, online=True),

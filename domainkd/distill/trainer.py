@@ -24,6 +24,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+from torch.nn.parallel import DistributedDataParallel
 from transformers import GenerationConfig, Trainer
 
 from domainkd.config import KDConfig
@@ -43,6 +44,7 @@ from domainkd.distill.losses import (
 from domainkd.distill.vocab import cut_to_shared_vocab
 from domainkd.errors import DomainKDError
 from domainkd.training.collate import PadCollator
+from domainkd.training.logits import response_logits
 
 PROJECTORS = "kd_projectors"  # attribute of the student holding the DSKD projectors while it trains
 
@@ -366,18 +368,22 @@ class KDTrainer(Trainer):
         On an on-policy step (a share ``kd.on_policy_fraction`` of training steps) the batch's
         answers are first replaced by ones the student samples, so the divisor is that batch's count.
         """
+        wrapped = isinstance(model, DistributedDataParallel)
+        if wrapped and hasattr(model.module, PROJECTORS) and not model.static_graph:
+            # The projectors are trained outside the student's forward; DDP handles that with a static graph.
+            model._set_static_graph()
         if model.training and self.kd.on_policy_fraction and self._policy_draws.random() < self.kd.on_policy_fraction:
             inputs, num_items_in_batch = self._student_samples(model, inputs), None
         student = self.accelerator.unwrap_model(model)
         hidden = self.kd.loss in NEEDS_HIDDEN_STATES
         labels = inputs["labels"][:, 1:]  # (B, T-1): the token each position predicts
         response = labels != IGNORE_INDEX  # (B, T-1)
-        outputs = model(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"], output_hidden_states=hidden)
+        student_logits, student_hidden = response_logits(model, student, inputs, response, hidden)  # (N, V), (N, ds)
         batch = KDBatch(
-            student_logits=self._shared(outputs.logits[:, :-1])[response],  # (N, V)
+            student_logits=self._shared(student_logits),
             labels=labels[response],
             student_counts=response.sum(1),
-            student_hidden=outputs.hidden_states[-1][:, :-1][response] if hidden else None,  # (N, ds)
+            student_hidden=student_hidden,
             **self._teacher_side(inputs, response, hidden),
         )
         self.modules.projectors = getattr(student, PROJECTORS, None)
@@ -390,7 +396,7 @@ class KDTrainer(Trainer):
         if num_items_in_batch is not None and self.args.average_tokens_across_devices:
             # As in Trainer.compute_loss: the count is summed over processes, whose gradients are averaged.
             loss = loss * self.accelerator.num_processes
-        return (loss, outputs) if return_outputs else loss
+        return (loss, {"logits": student_logits}) if return_outputs else loss
 
     def _shared(self, logits: Tensor) -> Tensor:
         return cut_to_shared_vocab(logits, self.shared_vocab_size)

@@ -19,11 +19,13 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from accelerate import PartialState
 from datasets import Dataset
 from transformers import Trainer, TrainingArguments
 from transformers.trainer_utils import get_last_checkpoint
 
 from domainkd.config import RunConfig, TrainConfig, dump_config
+from domainkd.distill.losses import IGNORE_INDEX
 from domainkd.distill.prepare import objective_summary, prepare_distillation
 from domainkd.distill.trainer import KDCollator, KDTrainer, detach_projectors
 from domainkd.errors import DomainKDError
@@ -32,25 +34,56 @@ from domainkd.models import load_causal_lm
 from domainkd.models.cache import sha256_of
 from domainkd.paths import RunPaths
 from domainkd.training.collate import PadCollator, tokenize_example
+from domainkd.training.logits import response_logits
+
+
+class SFTTrainer(Trainer):
+    """The Trainer with the causal-LM loss computed from logits at response positions only.
+
+    Same loss as the model's own (cross-entropy summed over response tokens, divided by the
+    Trainer's ``num_items_in_batch`` or, without it, by this batch's count), but the output
+    head runs only where the loss reads it (:func:`~domainkd.training.logits.response_logits`).
+    """
+
+    def compute_loss(
+        self,
+        model: torch.nn.Module,
+        inputs: dict[str, torch.Tensor],
+        return_outputs: bool = False,
+        num_items_in_batch: torch.Tensor | int | None = None,
+    ) -> torch.Tensor | tuple[torch.Tensor, Any]:
+        labels = inputs["labels"][:, 1:]  # (B, T-1): the token each position predicts
+        response = labels != IGNORE_INDEX
+        logits, _ = response_logits(model, self.accelerator.unwrap_model(model), inputs, response)  # (N, V)
+        total = torch.nn.functional.cross_entropy(logits.float(), labels[response], reduction="sum")
+        loss = total / (num_items_in_batch if num_items_in_batch is not None else response.sum().clamp(min=1))
+        if num_items_in_batch is not None and self.args.average_tokens_across_devices:
+            loss = loss * self.accelerator.num_processes  # as in Trainer.compute_loss
+        return (loss, {"logits": logits}) if return_outputs else loss
 
 
 def train(config: RunConfig) -> dict[str, Any]:
     """Fine-tune the student on ``teach/train.jsonl``; save ``train/model`` (and ``train/adapter``).
 
-    Rerunning after a kill resumes from the newest checkpoint in ``train/checkpoints``.
+    Rerunning after a kill resumes from the newest checkpoint in ``train/checkpoints``. Under
+    ``accelerate launch`` the main process records the teacher store and clears stale
+    checkpoints before the others read them, and only it writes the model and summary.
     """
+    processes = PartialState(cpu=not torch.cuda.is_available())  # as TrainingArguments(use_cpu=...) will
     paths = RunPaths(config.output_dir)
     if not paths.train_set.is_file():
         raise DomainKDError(f"{paths.train_set} is missing; run `domainkd teach CONFIG` first.")
     model, tokenizer = load_causal_lm(config.student.model, trust_remote_code=config.student.trust_remote_code)
     rows = read_jsonl(paths.train_set)
     examples = _examples(rows, tokenizer, config)
-    distillation = prepare_distillation(config, paths, model, tokenizer, rows, examples) if config.train.kd else None
+    with processes.main_process_first():
+        distillation = prepare_distillation(config, paths, model, tokenizer, rows, examples) if config.train.kd else None
+        checkpoint = _resumable_checkpoint(config, paths)
     if config.train.method == "lora":
         model = _with_lora(model, config.train)
     model.train()
     if distillation is None:
-        trainer_class, collator, kd_arguments = Trainer, PadCollator(tokenizer.pad_token_id), {}
+        trainer_class, collator, kd_arguments = SFTTrainer, PadCollator(tokenizer.pad_token_id), {}
     else:
         collator = KDCollator(tokenizer.pad_token_id, distillation.teacher_pad_token_id)
         trainer_class, kd_arguments = KDTrainer, distillation.trainer_kwargs
@@ -62,8 +95,7 @@ def train(config: RunConfig) -> dict[str, Any]:
         **kd_arguments,
     )
     started = time.time()
-    result = trainer.train(resume_from_checkpoint=_resumable_checkpoint(config, paths))
-    _save(trainer.model, tokenizer, config, paths)
+    result = trainer.train(resume_from_checkpoint=checkpoint)
     summary = {
         "method": config.train.method,
         **objective_summary(config),
@@ -74,7 +106,10 @@ def train(config: RunConfig) -> dict[str, Any]:
         "seconds": round(time.time() - started, 1),
         "log": [entry for entry in trainer.state.log_history if "loss" in entry],
     }
-    write_json(paths.train_summary, summary)
+    if processes.is_main_process:
+        _save(trainer.model, tokenizer, config, paths)
+        write_json(paths.train_summary, summary)
+    processes.wait_for_everyone()
     return summary
 
 
