@@ -230,13 +230,13 @@ def kd_trainer(args, tokenizer, data, output_dir, online: bool):
 
     from domainkd.config import KDConfig
     from domainkd.distill import TopKStore
-    from domainkd.distill.trainer import IndexedPadCollator, KDTrainer
+    from domainkd.distill.trainer import KDCollator, KDTrainer
 
     kd = KDConfig(alpha=args.alpha, top_k=args.k, teacher_logits="online" if online else "offline")
     teacher_signal = {"teacher": load_teacher(args, tokenizer)} if online else {"store": TopKStore(args.store_dir)}
     return KDTrainer(
         model=load_student(args, tokenizer), args=TrainingArguments(**training_settings(args, output_dir)),
-        train_dataset=Dataset.from_list(data), data_collator=IndexedPadCollator(tokenizer.pad_token_id),
+        train_dataset=Dataset.from_list(data), data_collator=KDCollator(tokenizer.pad_token_id),
         kd=kd, **teacher_signal,
     )
 

@@ -6,6 +6,7 @@ of the config file; ``run_dir`` resolves against the current directory.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any, Literal
 
@@ -249,6 +250,9 @@ class GridConfig(StrictModel):
     def _check_teachers(cls, teachers: dict[str, str]) -> dict[str, str]:
         if not teachers:
             raise ValueError("name at least one teacher, e.g. {same_vocab: smollm2-135m-instruct}")
+        for label in teachers:
+            if not re.fullmatch(r"[A-Za-z0-9_.-]+", label):
+                raise ValueError(f"teacher label {label!r} names directories; use letters, digits, '_', '.' or '-'")
         return teachers
 
     @field_validator("teacher_sft", "student_sft", "losses")

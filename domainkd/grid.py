@@ -24,6 +24,7 @@ import gc
 import itertools
 import json
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +35,7 @@ from domainkd.errors import DomainKDError
 from domainkd.evaluation import evaluate
 from domainkd.io import write_json
 from domainkd.models import load_tokenizer, save_first_layers
-from domainkd.models.cache import resolve_model, sha256_of
+from domainkd.models.cache import sha256_of
 from domainkd.paths import RunPaths
 from domainkd.training import train
 
@@ -42,48 +43,84 @@ SHARED_STAGE_DIRS = ("data", "teach")  # copied from base/ into every run that t
 TABLE_METRICS = ("fact_accuracy", "token_f1", "rouge_l", "refusal_rate", "false_refusal_rate")
 
 
+@dataclass(frozen=True)
+class Cell:
+    """One KD run of the grid, its config validated before any work starts."""
+
+    name: str
+    teacher: str  # the label in grid.teachers
+    vocabulary: str  # same / same-prefix / different, relative to the student
+    teacher_sft: bool
+    student_sft: bool
+    loss: str  # the loss the cell runs (see _effective_loss)
+    config: RunConfig
+
+    def row(self) -> dict[str, Any]:
+        fields = ("teacher", "vocabulary", "teacher_sft", "student_sft", "loss")
+        return {"cell": self.name, **{name: getattr(self, name) for name in fields}}
+
+
 def run_grid(config: RunConfig) -> str:
     """Run every unfinished cell of ``config.grid``; write and return the results table."""
-    grid = config.grid
-    if grid is None:
-        raise DomainKDError("the config has no `grid` section; add one (see examples/grid/cpu.yaml) or use `domainkd run`.")
-    root = config.output_dir
+    if config.grid is None:
+        raise DomainKDError(
+            "the config has no `grid` section; add one (see examples/grid/cpu.yaml) or use `domainkd run`."
+        )
+    root, grid = config.output_dir, config.grid
+    cells = plan_cells(config)  # every cell's config checked before hours of work
     base = _variant(config, root / "base", train__kd=None)
     print("== grid: training set", flush=True)
     prepare_data(base)
     teach(base)
     student = _student(config, root)
-    train_set = sha256_of(RunPaths(base.output_dir).train_set)
     rows = [_reference_row(config, root, "student (no training)", student)]
-    student_sft = None
     if True in grid.student_sft:
         student_sft = _fine_tuned(config, root / "student_sft", student, config.train.model_dump(mode="json"))
         rows.append(_reference_row(config, root, "student SFT (no KD)", student_sft))
-    teachers = {label: _teachers(config, root, label, reference) for label, reference in grid.teachers.items()}
-    for (label, (teacher, teacher_sft, relation)), use_teacher_sft, use_student_sft, loss in itertools.product(
-        teachers.items(), grid.teacher_sft, grid.student_sft, grid.losses
-    ):
-        kd_teacher = teacher_sft if use_teacher_sft else teacher
-        cell_student = student_sft if use_student_sft else student
-        effective = _effective_loss(loss, relation, grid)
-        name = f"{label}-teacher{'_sft' if use_teacher_sft else ''}-student{'_sft' if use_student_sft else ''}-{loss}"
-        cell = {
-            "cell": name,
-            "teacher": label,
-            "vocabulary": relation,
-            "teacher_sft": use_teacher_sft,
-            "student_sft": use_student_sft,
-            "loss": effective,
-        }
-        rows.append({**cell, **_cell(config, root / "cells" / name, cell_student, kd_teacher, effective, train_set)})
+    if True in grid.teacher_sft:
+        for label, reference in grid.teachers.items():
+            settings = {**config.train.model_dump(mode="json"), **grid.teacher_sft_train}
+            _fine_tuned(config, root / f"teacher_sft-{label}", reference, settings)
+    rows += [{**cell.row(), **_cell(cell.config, root)} for cell in cells]
     table = results_table(rows)
     write_json(root / "grid.json", {"rows": rows})
     (root / "grid.md").write_text(table + "\n", encoding="utf-8")
     return table
 
 
+def plan_cells(config: RunConfig) -> list[Cell]:
+    """Every cell of the grid with its run config, from tokenizers and settings alone (no weights loaded)."""
+    root, grid = config.output_dir, config.grid
+    student = _student_path(config, root)
+    students = {False: student, True: str((RunPaths(root / "student_sft").model).resolve())}
+    kd_template = (config.train.kd or KDConfig()).model_dump(mode="json")
+    cells = []
+    for label, reference in grid.teachers.items():
+        relation = _relation(config, reference)
+        teachers = {False: reference, True: str(RunPaths(root / f"teacher_sft-{label}").model.resolve())}
+        for teacher_sft, student_sft, loss in itertools.product(grid.teacher_sft, grid.student_sft, grid.losses):
+            name = f"{label}-teacher{'_sft' if teacher_sft else ''}-student{'_sft' if student_sft else ''}-{loss}"
+            effective = _effective_loss(loss, relation, grid)
+            kd = {**kd_template, "teacher": teachers[teacher_sft], "loss": effective}
+            variant = _variant(
+                config, root / "cells" / name, student__model=students[student_sft], train__kd=kd,
+                eval__systems=["student"],
+            )
+            cells.append(Cell(name, label, relation, teacher_sft, student_sft, effective, variant))
+    return cells
+
+
+def _relation(config: RunConfig, teacher: str) -> str:
+    """How the teacher's vocabulary relates to the student's (tokenizers only)."""
+    student_tokenizer = load_tokenizer(config.student.model, trust_remote_code=config.student.trust_remote_code)
+    teacher_tokenizer = load_tokenizer(teacher, trust_remote_code=config.teacher.trust_remote_code)
+    sizes = (len(student_tokenizer), len(teacher_tokenizer))
+    relation = check_vocabularies(student_tokenizer, teacher_tokenizer, *sizes)
+    return "same" if relation == "same-prefix" and sizes[0] == sizes[1] else relation
+
+
 def _variant(config: RunConfig, run_dir: Path, **changes: Any) -> RunConfig:
-    """``config`` for another run directory with top-level sections changed (validated again)."""
+    """``config`` for another run directory with values changed (``section__key``), validated again."""
     raw = config.model_dump(mode="json", exclude={"grid"})
     raw["run_dir"] = str(run_dir)
     for dotted, value in changes.items():
@@ -96,73 +133,79 @@ def _variant(config: RunConfig, run_dir: Path, **changes: Any) -> RunConfig:
 
 
 def _with_training_set(config: RunConfig, root: Path) -> None:
-    """Give a run directory the base run's data and training set, so its train stage can start."""
-    base = root / "base"
+    """Give a run directory the base run's data and training set (again, if the base set changed)."""
+    base, target = RunPaths(root / "base"), RunPaths(config.output_dir)
+    if target.train_set.is_file() and sha256_of(target.train_set) != sha256_of(base.train_set):
+        for name in SHARED_STAGE_DIRS:
+            shutil.rmtree(target.root / name, ignore_errors=True)
     for name in SHARED_STAGE_DIRS:
-        target = config.output_dir / name
-        if not target.exists():
-            shutil.copytree(base / name, target)
+        if not (target.root / name).exists():
+            shutil.copytree(base.root / name, target.root / name)
+
+
+def _student_path(config: RunConfig, root: Path) -> str:
+    layers = config.grid.student_layers
+    return config.student.model if layers is None else str((root / f"student-{layers}-layers").resolve())
 
 
 def _student(config: RunConfig, root: Path) -> str:
     """The grid's student reference: the configured one, or its first ``student_layers`` layers."""
-    layers = config.grid.student_layers
-    if layers is None:
-        return config.student.model
-    directory = root / f"student-{layers}-layers"
-    save_first_layers(config.student.model, layers, directory, config.student.trust_remote_code)
-    return str(directory.resolve())
+    path = _student_path(config, root)
+    if config.grid.student_layers is not None:
+        save_first_layers(config.student.model, config.grid.student_layers, Path(path), config.student.trust_remote_code)
+    return path
 
 
 def _fine_tuned(config: RunConfig, run_dir: Path, model: str, train_settings: dict[str, Any]) -> str:
-    """Fine-tune ``model`` on the training set (plain SFT) once; return the trained model's directory."""
+    """Fine-tune ``model`` on the training set (plain SFT) unless done for the same inputs; its directory."""
     variant = _variant(config, run_dir, student__model=model, train={**train_settings, "kd": None})
     paths = RunPaths(variant.output_dir)
-    if not (paths.model / "config.json").is_file() or not paths.train_summary.is_file():
+    inputs = {
+        "model": model,
+        "model_stamp": _stamp(model),
+        "train": variant.train.model_dump(mode="json"),
+        "train_set_sha256": sha256_of(RunPaths(config.output_dir / "base").train_set),
+    }
+    marker = run_dir / "grid_inputs.json"
+    done = marker.is_file() and json.loads(marker.read_text(encoding="utf-8")) == inputs
+    if not done or not (paths.model / "config.json").is_file():
         print(f"== grid: fine-tuning {model} into {run_dir}", flush=True)
         _with_training_set(variant, config.output_dir)
         train(variant)
+        write_json(marker, inputs)
         gc.collect()
     return str(paths.model.resolve())
 
 
-def _teachers(config: RunConfig, root: Path, label: str, reference: str) -> tuple[str, str | None, str]:
-    """A teacher's reference, its fine-tuned copy (if any cell uses it) and its vocabulary relation to the student."""
-    grid = config.grid
-    student_tokenizer = load_tokenizer(config.student.model, trust_remote_code=config.student.trust_remote_code)
-    teacher_tokenizer = load_tokenizer(reference, trust_remote_code=config.teacher.trust_remote_code)
-    sizes = (len(student_tokenizer), len(teacher_tokenizer))
-    relation = check_vocabularies(student_tokenizer, teacher_tokenizer, *sizes)
-    relation = "same" if relation == "same-prefix" and sizes[0] == sizes[1] else relation
-    fine_tuned = None
-    if True in grid.teacher_sft:
-        settings = {**config.train.model_dump(mode="json"), **grid.teacher_sft_train}
-        resolve_model(reference)
-        fine_tuned = _fine_tuned(config, root / f"teacher_sft-{label}", reference, settings)
-    return reference, fine_tuned, relation
+def _stamp(reference: str) -> str | None:
+    """Changes whenever a local model's weights are rewritten; ``None`` for a named or hub model."""
+    weights = sorted(Path(reference).glob("*.safetensors")) if Path(reference).is_dir() else []
+    return ",".join(f"{path.name}:{path.stat().st_size}:{path.stat().st_mtime_ns}" for path in weights) or None
 
 
 def _effective_loss(loss: str, relation: str, grid: GridConfig) -> str:
     return grid.vanilla_across_tokenizers if loss == "vanilla" and relation == "different" else loss
 
 
-def _cell(config: RunConfig, run_dir: Path, student: str, teacher: str, loss: str, train_set: str) -> dict[str, Any]:
-    """Train and evaluate one KD cell, or read its finished result."""
-    kd = (config.train.kd or KDConfig()).model_dump(mode="json")
-    kd.update(teacher=teacher, loss=loss)
-    variant = _variant(config, run_dir, student__model=student, train__kd=kd, eval__systems=["student"])
-    identity = {"config": variant.model_dump(mode="json"), "train_set_sha256": train_set}
-    marker = run_dir / "cell.json"
+def _cell(config: RunConfig, root: Path) -> dict[str, Any]:
+    """Train and evaluate one KD cell, or read its result if it finished for the same inputs."""
+    identity = {
+        "config": config.model_dump(mode="json"),
+        "train_set_sha256": sha256_of(RunPaths(root / "base").train_set),
+        "student_stamp": _stamp(config.student.model),
+        "teacher_stamp": _stamp(config.train.kd.teacher),
+    }
+    marker = config.output_dir / "cell.json"
     if marker.is_file():
         finished = json.loads(marker.read_text(encoding="utf-8"))
         if finished.get("identity") == identity:
-            print(f"== grid: {run_dir.name} finished earlier; skipped", flush=True)
+            print(f"== grid: {config.output_dir.name} finished earlier; skipped", flush=True)
             return finished["result"]
-    print(f"== grid: {run_dir.name}", flush=True)
-    _with_training_set(variant, config.output_dir)
-    summary = train(variant)
+    print(f"== grid: {config.output_dir.name}", flush=True)
+    _with_training_set(config, root)
+    summary = train(config)
     gc.collect()
-    scores = evaluate(variant)["systems"]["student"]["scores"]
+    scores = evaluate(config)["systems"]["student"]["scores"]
     result = {"scores": scores, "train_seconds": summary["seconds"], "steps": summary["steps"]}
     write_json(marker, {"identity": identity, "result": result})
     return result

@@ -57,3 +57,26 @@ def test_bad_grid_settings_give_one_sentence(tiny_config):
     raw["grid"] = {"teachers": {"a": "x"}, "teacher_sft_train": {"epoch": 1}}
     with pytest.raises(DomainKDError, match="grid.teacher_sft_train"):
         config_from_dict(raw)
+
+
+def test_a_changed_training_set_is_copied_again(grid_config, tmp_path):
+    from domainkd.grid import _with_training_set, _variant
+    from domainkd.paths import RunPaths
+
+    root = grid_config.output_dir
+    base = RunPaths(root / "base")
+    for name, text in [("data/chunks.jsonl", "{}\n"), ("teach/train.jsonl", '{"question": "a", "answer": "b"}\n')]:
+        (base.root / name).parent.mkdir(parents=True, exist_ok=True)
+        (base.root / name).write_text(text)
+    cell = _variant(grid_config, root / "cells" / "one")
+    _with_training_set(cell, root)
+    base.train_set.write_text('{"question": "c", "answer": "d"}\n')
+    _with_training_set(cell, root)
+    assert RunPaths(cell.output_dir).train_set.read_text() == base.train_set.read_text()
+
+
+def test_unusable_teacher_labels_are_refused(tiny_config):
+    raw = tiny_config.model_dump(mode="json")
+    raw["grid"] = {"teachers": {"../up": "x"}}
+    with pytest.raises(DomainKDError, match="names directories"):
+        config_from_dict(raw)

@@ -385,9 +385,14 @@ def save_teacher_head(directory: str | Path, model: torch.nn.Module, vocab_size:
     Offline DSKD needs them to map hidden states to logits and tokens to embeddings. Written
     atomically; unbiased heads only (Llama, Qwen, SmolLM2, Gemma have none).
     """
+    from domainkd.training.logits import plain_head
+
     head = model.get_output_embeddings()
-    if getattr(head, "bias", None) is not None:
-        raise DomainKDError("the KD teacher's output head has a bias, which offline DSKD does not support; use online.")
+    if getattr(head, "bias", None) is not None or not plain_head(model):
+        raise DomainKDError(
+            "the KD teacher's logits are not a plain projection of its hidden states (head bias, soft-capping or "
+            "scaling), which offline DSKD needs; set train.kd.teacher_logits: online."
+        )
     rows = slice(None, vocab_size)
     weights = {
         "output": head.weight[rows].detach().float().cpu().clone(),

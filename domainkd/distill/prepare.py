@@ -74,12 +74,16 @@ def prepare_distillation(
         _add_teacher_tokens(config, teacher_tokenizer, rows, examples)
     if kd.loss in ("uld", "mined"):
         _add_alignment(kd.loss, tokenizer, teacher_tokenizer if cross_tokenizer else tokenizer, examples)
+    _require_supported(config, cross_tokenizer)
     kwargs: dict[str, Any] = {
         "kd": kd,
         "shared_vocab_size": shared,
         "cross_tokenizer": cross_tokenizer,
         "pad_token_id": tokenizer.pad_token_id,
     }
+    student_rows = student.get_output_embeddings().weight.shape[0]
+    if shared is not None and student_rows > shared:
+        kwargs["suppressed_tokens"] = list(range(shared, student_rows))
     if kd.loss == "dskd":
         kwargs["projectors"] = _projectors(config, student, teacher_config, cross_tokenizer)
     if kd.loss == "mined":
@@ -111,6 +115,21 @@ def prepare_distillation(
         pad = teacher_pad if cross_tokenizer else tokenizer.pad_token_id
         store = _record(config, paths, shared, teacher_examples, fingerprint, pad)
     return Distillation({**kwargs, "store": store}, teacher_pad)
+
+
+def _require_supported(config: RunConfig, cross_tokenizer: bool) -> None:
+    """One sentence for the combinations that cannot work, before any weights load."""
+    kd = config.train.kd
+    if kd.on_policy_fraction and cross_tokenizer:
+        raise DomainKDError(
+            "on-policy steps need a teacher with the student's vocabulary (it scores the student's own tokens); "
+            "set train.kd.on_policy_fraction: 0 or use a teacher with the student's tokenizer."
+        )
+    if kd.loss == "dskd" and config.train.method == "lora":
+        raise DomainKDError(
+            "dskd trains projectors that LoRA checkpoints do not save, so a resumed run would lose them; "
+            "use train.method: full with dskd, or another train.kd.loss with LoRA."
+        )
 
 
 def _vocabularies(config: RunConfig, student: Any, tokenizer: Any) -> tuple[str, Any, Any]:

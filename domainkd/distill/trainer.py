@@ -114,7 +114,9 @@ def _settings(kd: KDConfig, normaliser: Tensor | int | None) -> dict[str, Any]:
     }
 
 
-def _with_ce(batch: KDBatch, kd_term: Tensor, alpha: float, normaliser: Tensor | int | None) -> tuple[Tensor, KDLossParts]:
+def _with_ce(
+    batch: KDBatch, kd_term: Tensor, alpha: float, normaliser: Tensor | int | None
+) -> tuple[Tensor, KDLossParts]:
     """``(1 − α)·CE + α·kd_term`` with CE over every student response position, divided by ``normaliser``."""
     ce_per_token = F.cross_entropy(batch.student_logits.float(), batch.labels, reduction="none")  # (N,)
     valid = batch.labels != IGNORE_INDEX
@@ -129,7 +131,8 @@ def vanilla_kd(
     """``(1 − α)·CE + α·D`` against full teacher logits ``(N, V)`` or a stored top-k (same vocabulary)."""
     if isinstance(batch.teacher, TeacherTopK):
         top = batch.teacher
-        return topk_kd_loss(batch.student_logits, top.ids, top.logprobs, top.log_tail, batch.labels, **_settings(kd, normaliser))
+        settings = _settings(kd, normaliser)
+        return topk_kd_loss(batch.student_logits, top.ids, top.logprobs, top.log_tail, batch.labels, **settings)
     return kd_loss(batch.student_logits, batch.teacher, batch.labels, **_settings(kd, normaliser))
 
 
@@ -143,7 +146,8 @@ def dual_space_kd(
     teacher's logits come from its hidden states and head when only those were stored.
     """
     teacher_logits = batch.teacher if isinstance(batch.teacher, Tensor) else None
-    common = {"divergence": kd.divergence, "temperature": kd.temperature, "normaliser": normaliser, **kd.divergence_params}
+    common = {"divergence": kd.divergence, "temperature": kd.temperature, "normaliser": normaliser}
+    common.update(kd.divergence_params)
     if modules.projectors.cross_attention:
         kd_term, _ = cma_dskd_loss(
             student_hidden=batch.student_hidden,
@@ -171,6 +175,7 @@ def dual_space_kd(
             modules.student_head,
             modules.teacher_head,
             modules.projectors,
+            chunk_size=kd.chunk_size,
             **common,
         )
     return _with_ce(batch, kd_term, kd.alpha, normaliser)
@@ -188,7 +193,7 @@ def _aligned_teacher_topk(batch: KDBatch, kd: KDConfig, rows: Tensor) -> Teacher
 def universal_logit_kd(
     batch: KDBatch, kd: KDConfig, modules: KDModules, normaliser: Tensor | int | None
 ) -> tuple[Tensor, KDLossParts]:
-    """ULD: ``(1 − α)·CE + α·‖sort(p_student) − sort(p_teacher)‖₁`` at the i-th response token of each side."""
+    """ULD: ``(1 − α)·CE + α·‖sort(p_student) − sort(p_teacher)‖₁``, i-th response token with i-th."""
     student_rows, teacher_rows = batch.aligned
     teacher = _aligned_teacher_topk(batch, kd, teacher_rows)
     kd_term, _ = uld_loss(
@@ -200,6 +205,7 @@ def universal_logit_kd(
         temperature=kd.temperature,
         normaliser=batch.labels.numel() if normaliser is None else normaliser,
         scale_by_temperature_squared=kd.scale_by_temperature_squared,
+        chunk_size=kd.chunk_size,
     )
     return _with_ce(batch, kd_term, kd.alpha, normaliser)
 
@@ -207,7 +213,7 @@ def universal_logit_kd(
 def min_edit_distance_kd(
     batch: KDBatch, kd: KDConfig, modules: KDModules, normaliser: Tensor | int | None
 ) -> tuple[Tensor, KDLossParts]:
-    """MinED: the divergence at edit-distance-aligned positions, teacher tokens mapped to their closest student token."""
+    """MinED: the divergence at edit-distance-aligned positions, teacher tokens mapped to the closest student's."""
     student_rows, teacher_rows = batch.aligned
     teacher = _aligned_teacher_topk(batch, kd, teacher_rows)
     settings = {**_settings(kd, batch.labels.numel() if normaliser is None else normaliser), "alpha": 1.0}
@@ -276,9 +282,6 @@ class KDCollator(PadCollator):
         return torch.tensor(student_rows, dtype=torch.long), torch.tensor(teacher_rows, dtype=torch.long)
 
 
-IndexedPadCollator = KDCollator  # the same-tokenizer case needs only the index
-
-
 # --- the trainer ---------------------------------------------------------------------
 
 
@@ -298,6 +301,7 @@ class KDTrainer(Trainer):
             checkpoints and ``accelerate`` treat them as its parameters (removed before saving).
         vocab_map: teacher id → closest student id (MinED).
         pad_token_id: the student's pad id, for the batches of on-policy steps.
+        suppressed_tokens: student ids the teacher has no logit for, never sampled on on-policy steps.
         args, kwargs: as for :class:`transformers.Trainer`.
     """
 
@@ -312,6 +316,7 @@ class KDTrainer(Trainer):
         projectors: DSKDProjectors | None = None,
         vocab_map: VocabularyMap | None = None,
         pad_token_id: int | None = None,
+        suppressed_tokens: list[int] | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(*args, **kwargs)
@@ -328,14 +333,17 @@ class KDTrainer(Trainer):
             raise DomainKDError(
                 f"{store.directory} keeps no teacher hidden states, which dskd needs; delete it and train again."
             )
-        self.kd, self.store, self.shared_vocab_size, self.cross_tokenizer = kd, store, shared_vocab_size, cross_tokenizer
+        self.kd, self.store, self.shared_vocab_size = kd, store, shared_vocab_size
+        self.cross_tokenizer = cross_tokenizer
         self.teacher = None if teacher is None else teacher.to(self.args.device).eval().requires_grad_(False)
         self.modules = KDModules(vocab_map=vocab_map)
         if projectors is not None:
             self.model.add_module(PROJECTORS, projectors.to(self.args.device))
             self.modules.teacher_head, self.modules.teacher_embedding = self._teacher_weights()
         self.pad_token_id = pad_token_id
-        self._policy_draws = random.Random(self.args.seed)
+        if kd.on_policy_fraction and pad_token_id is None:
+            raise ValueError("on-policy steps need the student's pad_token_id.")
+        self.suppressed_tokens = suppressed_tokens or []
         self._logged_sums = {"ce": 0.0, "kd": 0.0, "tokens": 0}
 
     def _teacher_weights(self) -> tuple[Tensor, Tensor]:
@@ -365,15 +373,19 @@ class KDTrainer(Trainer):
         does not divide by the accumulation steps again. Without it, the divisor is this
         batch's count and the Trainer divides by the steps.
 
-        On an on-policy step (a share ``kd.on_policy_fraction`` of training steps) the batch's
-        answers are first replaced by ones the student samples, so the divisor is that batch's count.
+        On an on-policy step (a share ``kd.on_policy_fraction`` of optimizer steps, drawn from
+        the seed and the step number, so a resumed run draws the same) every micro-batch's answers
+        are first replaced by ones the student samples; each is then averaged over its own tokens
+        and weighted ``1 / accumulation steps``.
         """
         wrapped = isinstance(model, DistributedDataParallel)
         if wrapped and hasattr(model.module, PROJECTORS) and not model.static_graph:
             # The projectors are trained outside the student's forward; DDP handles that with a static graph.
             model._set_static_graph()
-        if model.training and self.kd.on_policy_fraction and self._policy_draws.random() < self.kd.on_policy_fraction:
-            inputs, num_items_in_batch = self._student_samples(model, inputs), None
+        on_policy = model.training and self._on_policy_step()
+        if on_policy:
+            counted_by_trainer, num_items_in_batch = num_items_in_batch, None
+            inputs = self._student_samples(model, inputs)
         student = self.accelerator.unwrap_model(model)
         hidden = self.kd.loss in NEEDS_HIDDEN_STATES
         labels = inputs["labels"][:, 1:]  # (B, T-1): the token each position predicts
@@ -393,10 +405,20 @@ class KDTrainer(Trainer):
                 batch = replace(batch, **self._index_embeds(student, inputs, response, batch))
         loss, parts = KD_LOSSES[self.kd.loss](batch, self.kd, self.modules, num_items_in_batch)
         self._add_to_log(parts, num_items_in_batch)
+        if on_policy and counted_by_trainer is not None:  # the Trainer will not divide by the accumulation steps
+            loss = loss / self.current_gradient_accumulation_steps
         if num_items_in_batch is not None and self.args.average_tokens_across_devices:
             # As in Trainer.compute_loss: the count is summed over processes, whose gradients are averaged.
             loss = loss * self.accelerator.num_processes
         return (loss, {"logits": student_logits}) if return_outputs else loss
+
+    def compute_loss_context_manager(self) -> Any:
+        """Mixed precision for the whole loss (the response-only head bypasses accelerate's autocast on forward)."""
+        return self.accelerator.autocast()
+
+    def _on_policy_step(self) -> bool:
+        fraction = self.kd.on_policy_fraction
+        return bool(fraction) and random.Random(f"{self.args.seed}:{self.state.global_step}").random() < fraction
 
     def _shared(self, logits: Tensor) -> Tensor:
         return cut_to_shared_vocab(logits, self.shared_vocab_size)
@@ -445,7 +467,10 @@ class KDTrainer(Trainer):
             teacher_response = teacher_inputs["labels"][:, 1:] != IGNORE_INDEX
             table = self.modules.teacher_embedding
             teacher_index = torch.cat(
-                [F.embedding(teacher_inputs["input_ids"][:, :-1][teacher_response], table), F.embedding(batch.teacher_labels, table)],
+                [
+                    F.embedding(teacher_inputs["input_ids"][:, :-1][teacher_response], table),
+                    F.embedding(batch.teacher_labels, table),
+                ],
                 -1,
             )  # (M, 2·dt)
         return {"student_index_embeds": student_index, "teacher_index_embeds": teacher_index}
@@ -477,18 +502,23 @@ class KDTrainer(Trainer):
         for row, length in enumerate(prompt_lengths):  # left-padded, as generation wants
             prompts[row, width - length :], prompt_mask[row, width - length :] = input_ids[row, :length], 1
         eos = student.generation_config.eos_token_id
-        settings = GenerationConfig(
+        settings = GenerationConfig(  # the student's own distribution: every truncation the model's defaults set, off
             do_sample=True,
             temperature=1.0,
-            top_k=None,
-            top_p=None,
+            top_k=0,
+            top_p=1.0,
+            min_p=0.0,
+            typical_p=1.0,
+            repetition_penalty=1.0,
             max_new_tokens=self.kd.on_policy_max_new_tokens,
             pad_token_id=self.pad_token_id,
             eos_token_id=eos,
+            suppress_tokens=self.suppressed_tokens or None,
         )
         student.eval()
         with torch.no_grad():
-            sampled = student.generate(input_ids=prompts, attention_mask=prompt_mask, generation_config=settings)[:, width:]
+            sampled = student.generate(input_ids=prompts, attention_mask=prompt_mask, generation_config=settings)
+        sampled = sampled[:, width:]
         student.train()
         stops = set(eos if isinstance(eos, list) else [eos])
         features = []

@@ -60,12 +60,17 @@ def save_first_layers(reference: str | Path, layers: int, directory: Path, trust
     """Save a copy of a decoder-only model that keeps only its first ``layers`` decoder layers.
 
     The usual way to get a smaller student with the teacher's vocabulary (layer dropping, as
-    in DistilBERT-style initialisation). Written once, atomically; an existing copy is reused.
+    in DistilBERT-style initialisation). Written once, atomically, with ``source.json`` naming
+    what it was cut from; an existing copy is reused only if it was cut from the same model.
     """
+    import json
+
     from domainkd.errors import DomainKDError
     from domainkd.io import atomic_dir
 
-    if (directory / "config.json").is_file():
+    source = {"reference": str(reference), "resolved": str(resolve_model(str(reference))), "layers": layers}
+    recorded = directory / "source.json"
+    if recorded.is_file() and json.loads(recorded.read_text(encoding="utf-8")) == source:
         return directory
     model, tokenizer = load_causal_lm(reference, trust_remote_code=trust_remote_code)
     decoder = model.get_decoder()
@@ -80,4 +85,5 @@ def save_first_layers(reference: str | Path, layers: int, directory: Path, trust
     with atomic_dir(directory) as tmp:
         model.save_pretrained(tmp, safe_serialization=True)
         tokenizer.save_pretrained(tmp)
+        (tmp / "source.json").write_text(json.dumps(source), encoding="utf-8")
     return directory

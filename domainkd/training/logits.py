@@ -48,7 +48,10 @@ def response_logits(
         selected = states.last_hidden_state[:, :-1][response]  # (N, d)
         return student.get_output_embeddings()(selected), (selected if hidden else None)
     outputs = model(
-        input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"], output_hidden_states=hidden, use_cache=False
+        input_ids=inputs["input_ids"],
+        attention_mask=inputs["attention_mask"],
+        output_hidden_states=hidden,
+        use_cache=False,
     )
     selected = outputs.hidden_states[-1][:, :-1][response] if hidden else None
     return outputs.logits[:, :-1][response], selected

@@ -61,6 +61,10 @@ class SFTTrainer(Trainer):
             loss = loss * self.accelerator.num_processes  # as in Trainer.compute_loss
         return (loss, {"logits": logits}) if return_outputs else loss
 
+    def compute_loss_context_manager(self) -> Any:
+        """Mixed precision for the whole loss (the response-only head bypasses accelerate's autocast on forward)."""
+        return self.accelerator.autocast()
+
 
 def train(config: RunConfig) -> dict[str, Any]:
     """Fine-tune the student on ``teach/train.jsonl``; save ``train/model`` (and ``train/adapter``).
@@ -77,7 +81,9 @@ def train(config: RunConfig) -> dict[str, Any]:
     rows = read_jsonl(paths.train_set)
     examples = _examples(rows, tokenizer, config)
     with processes.main_process_first():
-        distillation = prepare_distillation(config, paths, model, tokenizer, rows, examples) if config.train.kd else None
+        distillation = None
+        if config.train.kd:
+            distillation = prepare_distillation(config, paths, model, tokenizer, rows, examples)
         checkpoint = _resumable_checkpoint(config, paths)
     if config.train.method == "lora":
         model = _with_lora(model, config.train)

@@ -180,3 +180,28 @@ def test_on_policy_kd_run_trains(tiny_config, taught, tiny_teacher):
     taught(tiny_config)
     summary = train(tiny_config)
     assert summary["kd"]["on_policy_fraction"] == 0.5 and summary["steps"] >= 1
+
+
+def test_on_policy_steps_are_drawn_per_optimizer_step_from_the_seed(tmp_path, student, tiny_teacher):
+    model, tokenizer = student
+    teacher = load_causal_lm(tiny_teacher)[0]
+    kd = KDConfig(teacher_logits="online", on_policy_fraction=0.5)
+    trainer = make_trainer(tmp_path, model, kd, teacher=teacher, pad_token_id=tokenizer.pad_token_id)
+    draws = []
+    for step in range(40):
+        trainer.state.global_step = step
+        draws.append((trainer._on_policy_step(), trainer._on_policy_step()))
+    assert all(first == second for first, second in draws)  # every micro-batch of a step agrees, and a resume too
+    assert 10 <= sum(first for first, _ in draws) <= 30
+
+
+def test_on_policy_with_another_tokenizer_and_dskd_with_lora_stop_before_training(tiny_config, taught, other_teacher):
+    taught(tiny_config)
+    tiny_config.train.kd = KDConfig(teacher=str(other_teacher), loss="dskd", teacher_logits="online", on_policy_fraction=0.5)
+    with pytest.raises(DomainKDError, match="on-policy steps need a teacher with the student's vocabulary"):
+        train(tiny_config)
+    tiny_config.train.kd = KDConfig(teacher=str(other_teacher), loss="dskd")
+    tiny_config.train.method = "lora"
+    with pytest.raises(DomainKDError, match="use train.method: full with dskd"):
+        train(tiny_config)
+    assert not RunPaths(tiny_config.output_dir).checkpoints.exists()

@@ -10,7 +10,7 @@ from transformers import AutoConfig, LlamaForCausalLM, TrainingArguments
 from domainkd import train
 from domainkd.config import KDConfig, RunConfig, config_from_dict
 from domainkd.distill import record_teacher_topk
-from domainkd.distill.trainer import IndexedPadCollator, KDTrainer
+from domainkd.distill.trainer import KDCollator, KDTrainer
 from domainkd.distill.vocab import (
     check_vocabularies,
     cut_to_shared_vocab,
@@ -68,7 +68,7 @@ def examples(student):
 
 
 def collate(examples, pad_token_id):
-    return IndexedPadCollator(pad_token_id)(examples)
+    return KDCollator(pad_token_id)(examples)
 
 
 def make_trainer(tmp_path, model, kd, **teacher_or_store):
