@@ -9,8 +9,9 @@ directory and reused by every cell:
 - ``student_sft/``: the student fine-tuned on the training set (plain SFT), if a cell needs it;
 - ``teacher_sft-<label>/``: each teacher fine-tuned on the training set, if a cell needs it;
 - ``cells/<name>/``: one KD run (train + eval of the student) per cell; ``cell.json`` marks it
-  finished, so a rerun skips it while its settings are unchanged (an interrupted cell resumes
-  from its checkpoints and teacher store).
+  finished, so a rerun skips it while its settings, training set and models are unchanged (an
+  interrupted cell resumes from its checkpoints and teacher store; a finished one keeps its
+  model and scores, not its checkpoints).
 
 The result is one table, ``grid.md`` (and ``grid.json``), with the untrained and SFT-only
 students as reference rows. A ``vanilla`` cell whose teacher has another tokenizer uses
@@ -173,6 +174,7 @@ def _fine_tuned(config: RunConfig, run_dir: Path, model: str, train_settings: di
         _with_training_set(variant, config.output_dir)
         train(variant)
         write_json(marker, inputs)
+        shutil.rmtree(paths.checkpoints, ignore_errors=True)
         gc.collect()
     return str(paths.model.resolve())
 
@@ -208,6 +210,7 @@ def _cell(config: RunConfig, root: Path) -> dict[str, Any]:
     scores = evaluate(config)["systems"]["student"]["scores"]
     result = {"scores": scores, "train_seconds": summary["seconds"], "steps": summary["steps"]}
     write_json(marker, {"identity": identity, "result": result})
+    shutil.rmtree(RunPaths(config.output_dir).checkpoints, ignore_errors=True)  # the model and scores are kept
     return result
 
 

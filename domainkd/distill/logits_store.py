@@ -372,18 +372,19 @@ class TopKStore:
         return torch.from_numpy(self._hidden[start:end].astype(np.float32))
 
     def teacher_head(self) -> dict[str, Tensor]:
-        """The teacher's ``output`` head ``(V, d)`` and input ``embedding`` ``(V, d)`` saved with the store."""
+        """The teacher's ``output`` head ``(V, d)`` and input ``embedding`` ``(V, d)`` saved with the store, float32."""
         path = self.directory / TEACHER_HEAD
         if not path.is_file():
             raise DomainKDError(f"{path} is missing; delete {self.directory} and record the teacher again.")
-        return load_file(path)
+        weights = {name: tensor.float() for name, tensor in load_file(path).items()}
+        return {"embedding": weights["output"], **weights}
 
 
 def save_teacher_head(directory: str | Path, model: torch.nn.Module, vocab_size: int | None = None) -> None:
     """Save the teacher's output head and input embedding (first ``vocab_size`` rows) next to a store.
 
-    Offline DSKD needs them to map hidden states to logits and tokens to embeddings. Written
-    atomically; unbiased heads only (Llama, Qwen, SmolLM2, Gemma have none).
+    Offline DSKD needs them to map hidden states to logits and tokens to embeddings. Float16,
+    one matrix when the two are tied; written atomically; plain unbiased heads only.
     """
     from domainkd.training.logits import plain_head
 
@@ -393,11 +394,10 @@ def save_teacher_head(directory: str | Path, model: torch.nn.Module, vocab_size:
             "the KD teacher's logits are not a plain projection of its hidden states (head bias, soft-capping or "
             "scaling), which offline DSKD needs; set train.kd.teacher_logits: online."
         )
-    rows = slice(None, vocab_size)
-    weights = {
-        "output": head.weight[rows].detach().float().cpu().clone(),
-        "embedding": model.get_input_embeddings().weight[rows].detach().float().cpu().clone(),
-    }
+    rows, embedding = slice(None, vocab_size), model.get_input_embeddings().weight
+    weights = {"output": head.weight[rows].detach().to(torch.float16).cpu().clone()}
+    if embedding.data_ptr() != head.weight.data_ptr():  # tied heads (SmolLM2, small Qwens) are stored once
+        weights["embedding"] = embedding[rows].detach().to(torch.float16).cpu().clone()
     with atomic_path(Path(directory) / TEACHER_HEAD) as tmp:
         save_file(weights, str(tmp))
 
