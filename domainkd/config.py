@@ -115,6 +115,8 @@ class KDConfig(StrictModel):
     """Teacher tokens kept per position when offline; the rest of its mass is one bucket."""
     chunk_size: int | None = Field(None, ge=1)
     """Positions per loss chunk, recomputed in backward to bound float32 vocabulary-sized memory; None: all at once."""
+    projector_learning_rate: float | None = Field(1e-3, gt=0)
+    """Peak learning rate of DSKD's projectors (the DSKD repository's 1e-3); None: the student's `learning_rate`."""
     on_policy_fraction: float = Field(0.0, ge=0, le=1)
     """Share of steps trained on answers the student samples itself, scored by the teacher (GKD); needs online."""
     on_policy_max_new_tokens: int = Field(64, ge=1)

@@ -412,6 +412,20 @@ class KDTrainer(Trainer):
             loss = loss * self.accelerator.num_processes
         return (loss, {"logits": student_logits}) if return_outputs else loss
 
+    def create_optimizer(self, model: torch.nn.Module | None = None) -> torch.optim.Optimizer:
+        """The Trainer's optimizer, with DSKD's projectors in their own group at ``kd.projector_learning_rate``."""
+        optimizer = super().create_optimizer(model)
+        projectors = getattr(self.model, PROJECTORS, None)
+        if projectors is None or self.kd.projector_learning_rate is None:
+            return optimizer
+        moved = {id(parameter) for parameter in projectors.parameters()}
+        for group in optimizer.param_groups:
+            group["params"] = [parameter for parameter in group["params"] if id(parameter) not in moved]
+        optimizer.add_param_group(
+            {"params": list(projectors.parameters()), "lr": self.kd.projector_learning_rate, "weight_decay": 0.0}
+        )
+        return optimizer
+
     def compute_loss_context_manager(self) -> Any:
         """Mixed precision for the whole loss (the response-only head bypasses accelerate's autocast on forward)."""
         return self.accelerator.autocast()

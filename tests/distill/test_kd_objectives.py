@@ -205,3 +205,21 @@ def test_on_policy_with_another_tokenizer_and_dskd_with_lora_stop_before_trainin
     with pytest.raises(DomainKDError, match="use train.method: full with dskd"):
         train(tiny_config)
     assert not RunPaths(tiny_config.output_dir).checkpoints.exists()
+
+
+def test_projectors_train_in_their_own_optimizer_group(tmp_path, student, tiny_teacher):
+    model, _ = student
+    teacher = load_causal_lm(tiny_teacher)[0]
+    projectors = DSKDProjectors(model.config.hidden_size, teacher.config.hidden_size, cross_attention=False)
+    trainer = make_trainer(tmp_path, model, KDConfig(loss="dskd", projector_learning_rate=3e-3), teacher=teacher,
+                           projectors=projectors)
+    try:
+        optimizer = trainer.create_optimizer()
+        projector_ids = {id(parameter) for parameter in projectors.parameters()}
+        groups = [{id(parameter) for parameter in group["params"]} for group in optimizer.param_groups]
+        assert groups[-1] == projector_ids and optimizer.param_groups[-1]["lr"] == 3e-3
+        assert all(not group & projector_ids for group in groups[:-1])
+        student_ids = {id(parameter) for parameter in model.parameters()} - projector_ids
+        assert set().union(*groups[:-1]) == student_ids
+    finally:
+        delattr(model, PROJECTORS)
