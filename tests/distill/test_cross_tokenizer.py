@@ -18,6 +18,7 @@ from domainkd.distill import (
     uld_loss,
 )
 from domainkd.distill.align import VocabularyMap, align_tokens, levenshtein, token_texts
+from tests.distill.tensors import labels_for, logits, logprobs_of
 
 NAMES = sorted(DIVERGENCES)
 CORPUS = [
@@ -26,19 +27,6 @@ CORPUS = [
     "def add(x, y):\n    return x + y\n",
     "The distillation of knowledge from a teacher into a student.",
 ] * 4
-
-
-def logits(*shape, seed=0, scale=1.0, dtype=torch.float32):
-    return torch.randn(*shape, generator=torch.Generator().manual_seed(seed), dtype=dtype) * scale
-
-
-def labels_for(shape, vocab, ignored, seed=0):
-    labels = torch.randint(vocab, shape, generator=torch.Generator().manual_seed(seed))
-    return labels.masked_fill(ignored, IGNORE_INDEX)
-
-
-def logprobs_of(probs):
-    return torch.tensor(probs, dtype=torch.float64).log()
 
 
 # --- tokenizers built in the test ----------------------------------------------------------
