@@ -98,9 +98,9 @@ def load_teacher(args: argparse.Namespace, tokenizer):
 
 
 def load_student(args: argparse.Namespace, tokenizer):
-    from _common import cut_to_first_layers
+    from domainkd.models import keep_first_layers
 
-    return cut_to_first_layers(load_teacher(args, tokenizer), student_layers(args))
+    return keep_first_layers(load_teacher(args, tokenizer), student_layers(args))
 
 
 def student_layers(args: argparse.Namespace) -> int:

@@ -21,9 +21,9 @@ from pathlib import Path
 
 import torch
 
-from _common import cut_to_first_layers, handbook_examples
-from domainkd.distill import TopKStore, forward_kl, record_teacher_topk, topk_divergence
-from domainkd.models import load_causal_lm
+from _common import handbook_examples
+from domainkd.distill import forward_kl, record_teacher_topk, topk_divergence
+from domainkd.models import keep_first_layers, load_causal_lm
 from domainkd.training.collate import IGNORE_INDEX
 
 
@@ -48,7 +48,7 @@ def main() -> None:
     teacher, tokenizer = load_causal_lm(args.model)
     student, _ = load_causal_lm(args.student or args.model)
     if args.student is None:
-        cut_to_first_layers(student, args.student_layers)
+        keep_first_layers(student, args.student_layers)
     data = handbook_examples(tokenizer)
     with tempfile.TemporaryDirectory() as directory:
         started = time.perf_counter()

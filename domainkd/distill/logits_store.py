@@ -41,6 +41,7 @@ from tqdm.auto import tqdm
 from domainkd.distill.losses import IGNORE_INDEX, topk_from_logits
 from domainkd.errors import DomainKDError
 from domainkd.io import atomic_path, write_json
+from domainkd.models import plain_head
 
 FORMAT_VERSION = 2
 META, IDS, LOGPROBS, LOG_TAIL, OFFSETS = "meta.json", "ids.bin", "logprobs.f16", "log_tail.f16", "offsets.i64"
@@ -386,8 +387,6 @@ def save_teacher_head(directory: str | Path, model: torch.nn.Module, vocab_size:
     Offline DSKD needs them to map hidden states to logits and tokens to embeddings. Float16,
     one matrix when the two are tied; written atomically; plain unbiased heads only.
     """
-    from domainkd.training.logits import plain_head
-
     head = model.get_output_embeddings()
     if getattr(head, "bias", None) is not None or not plain_head(model):
         raise DomainKDError(

@@ -21,13 +21,12 @@ from domainkd.config import KDConfig, RunConfig
 from domainkd.distill.align import VocabularyMap, align_tokens, token_texts
 from domainkd.distill.dskd import DSKDProjectors
 from domainkd.distill.logits_store import META, TopKStore, record_teacher_topk
-from domainkd.distill.losses import IGNORE_INDEX
 from domainkd.distill.vocab import check_vocabularies, require_compatible, require_ids_shared, shared_vocab_size
 from domainkd.errors import DomainKDError
 from domainkd.models import load_causal_lm, load_tokenizer
 from domainkd.models.cache import resolve_model, sha256_of
 from domainkd.paths import RunPaths
-from domainkd.training.collate import tokenize_example
+from domainkd.training.collate import response_ids, tokenize_example
 
 
 def objective_summary(config: RunConfig) -> dict[str, Any]:
@@ -69,12 +68,12 @@ def prepare_distillation(
     kd = config.train.kd
     relation, teacher_tokenizer, teacher_config = _vocabularies(config, student, tokenizer)
     cross_tokenizer = relation == "different"
+    _require_supported(config, cross_tokenizer)
     shared = _shared_size(relation, student, tokenizer, teacher_tokenizer, teacher_config, examples)
     if cross_tokenizer:
         _add_teacher_tokens(config, teacher_tokenizer, rows, examples)
     if kd.loss in ("uld", "mined"):
         _add_alignment(kd.loss, tokenizer, teacher_tokenizer if cross_tokenizer else tokenizer, examples)
-    _require_supported(config, cross_tokenizer)
     kwargs: dict[str, Any] = {
         "kd": kd,
         "shared_vocab_size": shared,
@@ -170,16 +169,11 @@ def _add_teacher_tokens(config: RunConfig, teacher_tokenizer: Any, rows: list[di
         example["teacher_input_ids"], example["teacher_labels"] = tokens["input_ids"], tokens["labels"]
 
 
-def _response_ids(labels: list[int]) -> list[int]:
-    """The tokens an example's response positions predict (see :func:`response_count`)."""
-    return [label for label in labels[1:] if label != IGNORE_INDEX]
-
-
 def _add_alignment(loss: str, tokenizer: Any, teacher_tokenizer: Any, examples: list[dict]) -> None:
     """Pair student and teacher response positions: i-th with i-th (ULD) or by minimum edit distance (MinED)."""
     for example in examples:
-        student_ids = _response_ids(example["labels"])
-        teacher_ids = _response_ids(example.get("teacher_labels", example["labels"]))
+        student_ids = response_ids(example["labels"])
+        teacher_ids = response_ids(example.get("teacher_labels", example["labels"]))
         if loss == "uld":
             pairs = [(index, index) for index in range(min(len(student_ids), len(teacher_ids)))]
         else:

@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 from torch.nn.parallel import DistributedDataParallel
-from transformers import GenerationConfig, Trainer
+from transformers import GenerationConfig
 
 from domainkd.config import KDConfig
 from domainkd.distill.align import VocabularyMap
@@ -43,8 +43,8 @@ from domainkd.distill.losses import (
 )
 from domainkd.distill.vocab import cut_to_shared_vocab
 from domainkd.errors import DomainKDError
-from domainkd.training.collate import PadCollator
-from domainkd.training.logits import response_logits
+from domainkd.training.collate import PadCollator, response_ids
+from domainkd.training.logits import ResponseTrainer, response_logits
 
 PROJECTORS = "kd_projectors"  # attribute of the student holding the DSKD projectors while it trains
 
@@ -240,11 +240,6 @@ NEEDS_HIDDEN_STATES = {"dskd"}
 # --- batches -------------------------------------------------------------------------
 
 
-def response_count(labels: list[int]) -> int:
-    """Response positions of one unpadded example: labels after the first that are not ignored."""
-    return sum(label != IGNORE_INDEX for label in labels[1:])
-
-
 class KDCollator(PadCollator):
     """:class:`PadCollator` plus what KD needs of each example.
 
@@ -277,15 +272,15 @@ class KDCollator(PadCollator):
         for feature in features:
             student_rows += [student_offset + index for index in feature["aligned_student"]]
             teacher_rows += [teacher_offset + index for index in feature["aligned_teacher"]]
-            student_offset += response_count(feature["labels"])
-            teacher_offset += response_count(feature.get("teacher_labels", feature["labels"]))
+            student_offset += len(response_ids(feature["labels"]))
+            teacher_offset += len(response_ids(feature.get("teacher_labels", feature["labels"])))
         return torch.tensor(student_rows, dtype=torch.long), torch.tensor(teacher_rows, dtype=torch.long)
 
 
 # --- the trainer ---------------------------------------------------------------------
 
 
-class KDTrainer(Trainer):
+class KDTrainer(ResponseTrainer):
     """A Trainer whose loss is ``KD_LOSSES[kd.loss]`` against an online teacher or a top-k store.
 
     Args:
@@ -400,16 +395,14 @@ class KDTrainer(Trainer):
         )
         self.modules.projectors = getattr(student, PROJECTORS, None)
         if self.modules.projectors is not None:
-            self.modules.student_head = self._shared(student.get_output_embeddings().weight.T).T.detach()
+            self.modules.student_head = student.get_output_embeddings().weight[: self.shared_vocab_size].detach()
             if self.modules.projectors.cross_attention:
                 batch = replace(batch, **self._index_embeds(student, inputs, response, batch))
         loss, parts = KD_LOSSES[self.kd.loss](batch, self.kd, self.modules, num_items_in_batch)
         self._add_to_log(parts, num_items_in_batch)
         if on_policy and counted_by_trainer is not None:  # the Trainer will not divide by the accumulation steps
             loss = loss / self.current_gradient_accumulation_steps
-        if num_items_in_batch is not None and self.args.average_tokens_across_devices:
-            # As in Trainer.compute_loss: the count is summed over processes, whose gradients are averaged.
-            loss = loss * self.accelerator.num_processes
+        loss = self.across_processes(loss, num_items_in_batch)
         return (loss, {"logits": student_logits}) if return_outputs else loss
 
     def create_optimizer(self, model: torch.nn.Module | None = None) -> torch.optim.Optimizer:
@@ -426,10 +419,6 @@ class KDTrainer(Trainer):
         )
         return optimizer
 
-    def compute_loss_context_manager(self) -> Any:
-        """Mixed precision for the whole loss (the response-only head bypasses accelerate's autocast on forward)."""
-        return self.accelerator.autocast()
-
     def _on_policy_step(self) -> bool:
         fraction = self.kd.on_policy_fraction
         return bool(fraction) and random.Random(f"{self.args.seed}:{self.state.global_step}").random() < fraction
@@ -437,16 +426,18 @@ class KDTrainer(Trainer):
     def _shared(self, logits: Tensor) -> Tensor:
         return cut_to_shared_vocab(logits, self.shared_vocab_size)
 
-    def _teacher_inputs(self, inputs: dict[str, Tensor]) -> dict[str, Tensor]:
-        """The teacher's ``input_ids``, ``attention_mask``, ``labels``: its own tokenisation when it differs."""
-        prefix = "teacher_" if self.cross_tokenizer else ""
-        return {name: inputs[prefix + name] for name in ("input_ids", "attention_mask", "labels")}
+    def _teacher_view(self, inputs: dict[str, Tensor], response: Tensor) -> tuple[dict[str, Tensor], Tensor]:
+        """The teacher's ``input_ids``, ``attention_mask``, ``labels`` (its own tokenisation when it differs)
+        and its response positions ``(B, Tt-1)``."""
+        if not self.cross_tokenizer:
+            return inputs, response
+        teacher_inputs = {name: inputs[f"teacher_{name}"] for name in ("input_ids", "attention_mask", "labels")}
+        return teacher_inputs, teacher_inputs["labels"][:, 1:] != IGNORE_INDEX
 
     def _teacher_side(self, inputs: dict[str, Tensor], response: Tensor, hidden: bool) -> dict[str, Any]:
         """The :class:`KDBatch` fields of the teacher, and the aligned rows when the batch carries them."""
-        teacher_inputs = self._teacher_inputs(inputs)
+        teacher_inputs, teacher_response = self._teacher_view(inputs, response)
         teacher_labels = teacher_inputs["labels"][:, 1:]
-        teacher_response = teacher_labels != IGNORE_INDEX if self.cross_tokenizer else response  # (B, Tt-1)
         side = {"teacher_labels": teacher_labels[teacher_response], "teacher_counts": teacher_response.sum(1)}
         if "aligned_student_rows" in inputs:
             side["aligned"] = (inputs["aligned_student_rows"], inputs["aligned_teacher_rows"])
@@ -477,8 +468,7 @@ class KDTrainer(Trainer):
             student_index = torch.cat(
                 [student_embed(inputs["input_ids"][:, :-1][response]), student_embed(batch.labels)], -1
             )  # (N, 2·ds)
-            teacher_inputs = self._teacher_inputs(inputs)
-            teacher_response = teacher_inputs["labels"][:, 1:] != IGNORE_INDEX
+            teacher_inputs, teacher_response = self._teacher_view(inputs, response)
             table = self.modules.teacher_embedding
             teacher_index = torch.cat(
                 [

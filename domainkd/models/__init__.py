@@ -2,7 +2,15 @@
 
 from domainkd.models.generation import generate_texts
 from domainkd.models.cache import cache_dir, is_cached, resolve_model
-from domainkd.models.loading import chat_messages, load_causal_lm, load_tokenizer, render_prompt, save_first_layers
+from domainkd.models.loading import (
+    chat_messages,
+    keep_first_layers,
+    load_causal_lm,
+    load_tokenizer,
+    plain_head,
+    render_prompt,
+    save_first_layers,
+)
 from domainkd.models.sources import KNOWN_MODELS, PackagedModel
 
 __all__ = [
@@ -12,8 +20,10 @@ __all__ = [
     "chat_messages",
     "generate_texts",
     "is_cached",
+    "keep_first_layers",
     "load_causal_lm",
     "load_tokenizer",
+    "plain_head",
     "render_prompt",
     "resolve_model",
     "save_first_layers",

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
+from typing import Any
 
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
+from domainkd.errors import DomainKDError
+from domainkd.io import atomic_dir
 from domainkd.models.cache import resolve_model
 
 # Used only for base models without a chat template (e.g. Gemma-3 base).
@@ -56,32 +60,50 @@ def render_prompt(tokenizer: PreTrainedTokenizerBase, messages: list[dict[str, s
     return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
 
 
-def save_first_layers(reference: str | Path, layers: int, directory: Path, trust_remote_code: bool = False) -> Path:
-    """Save a copy of a decoder-only model that keeps only its first ``layers`` decoder layers.
+_HEAD_ADJUSTMENTS = ("final_logit_softcapping", "logit_scale", "logits_scaling")
+
+
+def plain_head(model: Any) -> bool:
+    """Whether ``model``'s logits are exactly its output embedding applied to its decoder's last hidden state."""
+    config = model.config.get_text_config() if hasattr(model.config, "get_text_config") else model.config
+    if any(getattr(config, name, None) not in (None, 1, 1.0) for name in _HEAD_ADJUSTMENTS):
+        return False
+    try:
+        return model.get_decoder() is not None and model.get_output_embeddings() is not None
+    except (AttributeError, NotImplementedError):
+        return False
+
+
+def keep_first_layers(model: PreTrainedModel, layers: int) -> PreTrainedModel:
+    """Cut a decoder-only model to its first ``layers`` decoder layers, in place (config included).
 
     The usual way to get a smaller student with the teacher's vocabulary (layer dropping, as
-    in DistilBERT-style initialisation). Written once, atomically, with ``source.json`` naming
-    what it was cut from; an existing copy is reused only if it was cut from the same model.
+    in DistilBERT-style initialisation).
     """
-    import json
-
-    from domainkd.errors import DomainKDError
-    from domainkd.io import atomic_dir
-
-    source = {"reference": str(reference), "resolved": str(resolve_model(str(reference))), "layers": layers}
-    recorded = directory / "source.json"
-    if recorded.is_file() and json.loads(recorded.read_text(encoding="utf-8")) == source:
-        return directory
-    model, tokenizer = load_causal_lm(reference, trust_remote_code=trust_remote_code)
     decoder = model.get_decoder()
     if not hasattr(decoder, "layers") or layers > len(decoder.layers):
         total = len(decoder.layers) if hasattr(decoder, "layers") else "no"
-        raise DomainKDError(f"{reference} has {total} decoder layers, so it cannot keep {layers}; choose fewer.")
+        raise DomainKDError(f"the model has {total} decoder layers, so it cannot keep {layers}; choose fewer.")
     decoder.layers = decoder.layers[:layers]
     text_config = model.config.get_text_config()
     text_config.num_hidden_layers = layers
     if getattr(text_config, "layer_types", None):
         text_config.layer_types = text_config.layer_types[:layers]
+    return model
+
+
+def save_first_layers(reference: str | Path, layers: int, directory: Path, trust_remote_code: bool = False) -> Path:
+    """Save a copy of a decoder-only model that keeps only its first ``layers`` decoder layers.
+
+    Written once, atomically, with ``source.json`` naming what it was cut from; an existing
+    copy is reused only if it was cut from the same model (see :func:`keep_first_layers`).
+    """
+    source = {"reference": str(reference), "resolved": str(resolve_model(str(reference))), "layers": layers}
+    recorded = directory / "source.json"
+    if recorded.is_file() and json.loads(recorded.read_text(encoding="utf-8")) == source:
+        return directory
+    model, tokenizer = load_causal_lm(reference, trust_remote_code=trust_remote_code)
+    keep_first_layers(model, layers)
     with atomic_dir(directory) as tmp:
         model.save_pretrained(tmp, safe_serialization=True)
         tokenizer.save_pretrained(tmp)

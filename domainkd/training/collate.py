@@ -31,6 +31,15 @@ def tokenize_example(
     return {"input_ids": input_ids, "labels": labels}
 
 
+def response_ids(labels: list[int]) -> list[int]:
+    """The tokens an unpadded example's response positions predict: labels after the first that are not ignored.
+
+    Position ``t`` predicts ``labels[t + 1]``, so these are the rows a KD loss and the teacher
+    store see for the example, in order.
+    """
+    return [label for label in labels[1:] if label != IGNORE_INDEX]
+
+
 class PadCollator:
     """Right-pad a list of tokenised examples into a batch."""
 

@@ -15,19 +15,23 @@ from typing import Any
 
 import torch
 from torch import Tensor
+from transformers import Trainer
 
-_HEAD_ADJUSTMENTS = ("final_logit_softcapping", "logit_scale", "logits_scaling")
+from domainkd.models import plain_head
 
 
-def plain_head(model: Any) -> bool:
-    """Whether ``model``'s logits are exactly its output embedding applied to its decoder's last hidden state."""
-    config = model.config.get_text_config() if hasattr(model.config, "get_text_config") else model.config
-    if any(getattr(config, name, None) not in (None, 1, 1.0) for name in _HEAD_ADJUSTMENTS):
-        return False
-    try:
-        return model.get_decoder() is not None and model.get_output_embeddings() is not None
-    except (AttributeError, NotImplementedError):
-        return False
+class ResponseTrainer(Trainer):
+    """Base of domainkd's trainers, whose losses read logits at response positions only."""
+
+    def compute_loss_context_manager(self) -> Any:
+        """Mixed precision for the whole loss (the response-only head bypasses accelerate's autocast on forward)."""
+        return self.accelerator.autocast()
+
+    def across_processes(self, loss: Tensor, num_items_in_batch: Tensor | int | None) -> Tensor:
+        """As in ``Trainer.compute_loss``: a token count summed over processes, whose gradients are averaged."""
+        if num_items_in_batch is not None and self.args.average_tokens_across_devices:
+            return loss * self.accelerator.num_processes
+        return loss
 
 
 def response_logits(

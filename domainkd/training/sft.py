@@ -21,7 +21,7 @@ from typing import Any
 import torch
 from accelerate import PartialState
 from datasets import Dataset
-from transformers import Trainer, TrainingArguments
+from transformers import TrainingArguments
 from transformers.trainer_utils import get_last_checkpoint
 
 from domainkd.config import RunConfig, TrainConfig, dump_config
@@ -34,10 +34,10 @@ from domainkd.models import load_causal_lm
 from domainkd.models.cache import sha256_of
 from domainkd.paths import RunPaths
 from domainkd.training.collate import PadCollator, tokenize_example
-from domainkd.training.logits import response_logits
+from domainkd.training.logits import ResponseTrainer, response_logits
 
 
-class SFTTrainer(Trainer):
+class SFTTrainer(ResponseTrainer):
     """The Trainer with the causal-LM loss computed from logits at response positions only.
 
     Same loss as the model's own (cross-entropy summed over response tokens, divided by the
@@ -57,13 +57,8 @@ class SFTTrainer(Trainer):
         logits, _ = response_logits(model, self.accelerator.unwrap_model(model), inputs, response)  # (N, V)
         total = torch.nn.functional.cross_entropy(logits.float(), labels[response], reduction="sum")
         loss = total / (num_items_in_batch if num_items_in_batch is not None else response.sum().clamp(min=1))
-        if num_items_in_batch is not None and self.args.average_tokens_across_devices:
-            loss = loss * self.accelerator.num_processes  # as in Trainer.compute_loss
+        loss = self.across_processes(loss, num_items_in_batch)
         return (loss, {"logits": logits}) if return_outputs else loss
-
-    def compute_loss_context_manager(self) -> Any:
-        """Mixed precision for the whole loss (the response-only head bypasses accelerate's autocast on forward)."""
-        return self.accelerator.autocast()
 
 
 def train(config: RunConfig) -> dict[str, Any]:

@@ -6,7 +6,8 @@ from transformers import TrainingArguments
 
 from domainkd.models import load_causal_lm
 from domainkd.training.collate import PadCollator, tokenize_example
-from domainkd.training.logits import plain_head, response_logits
+from domainkd.models import plain_head
+from domainkd.training.logits import response_logits
 from domainkd.training.sft import SFTTrainer
 
 EXCHANGES = [
