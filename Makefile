@@ -29,6 +29,7 @@ demo: models
 
 test: setup
 	$(BIN)/domainkd models fetch smollm2-135m-instruct
+	$(BIN)/domainkd models fetch all-minilm-l6-v2
 	$(BIN)/python -m pytest -q
 
 clean:

@@ -39,7 +39,7 @@ def test_empty_document_folder(tmp_path):
     (tmp_path / "docs").mkdir()
     (tmp_path / "c.yaml").write_text(f"run_dir: {tmp_path / 'run'}\ndata:\n  documents: docs\n")
     result = domainkd("data", str(tmp_path / "c.yaml"))
-    assert_one_sentence_error(result, "has no readable .md or .txt text")
+    assert_one_sentence_error(result, "has no readable .md, .txt, .html or .pdf text")
     assert not (tmp_path / "run" / "data" / "chunks.jsonl").exists()
 
 
@@ -51,6 +51,40 @@ def test_unknown_model_name(tmp_path, small_docs):
     result = domainkd("teach", str(tmp_path / "c.yaml"))
     assert_one_sentence_error(result, "unknown model 'gpt-17-ultra'", "domainkd models list")
     assert not (tmp_path / "run" / "teach" / "train.jsonl").exists()
+
+
+def test_data_dry_run_writes_nothing_and_prints_the_plan(tmp_path, small_docs, tiny_model):
+    import json
+
+    (tmp_path / "qa.csv").write_text("question,answer\nWhen does parking open?,06:40\n", encoding="utf-8")
+    (tmp_path / "c.yaml").write_text(
+        f"run_dir: {tmp_path / 'run'}\nstudent:\n  model: {tiny_model}\n"
+        f"data:\n  documents: {small_docs}\n  qa_sets: [qa.csv]\n  chunk_tokens: 48\n  chunk_overlap_tokens: 8\n"
+    )
+    result = domainkd("data", str(tmp_path / "c.yaml"), "--dry-run", "--strategy", "context_qa,refusal")
+    assert result.returncode == 0, result.stderr
+    summary = json.loads(result.stdout)
+    assert summary["qa_pairs"] == 1 and summary["chunks"] >= 3
+    assert summary["strategies"]["context_qa"]["teacher_calls"] == summary["teacher_calls"] > 0
+    assert set(summary["strategies"]) == {"context_qa", "refusal"}
+    assert not (tmp_path / "run").exists()
+    result = domainkd("data", str(tmp_path / "c.yaml"), "--strategy", "refusal")
+    assert result.returncode == 0, result.stderr
+    assert set(json.loads(result.stdout)["strategies"]) == {"refusal"}
+    assert (tmp_path / "run" / "data" / "qa_pairs.jsonl").is_file()
+
+
+def test_unknown_strategy_on_the_command_line(tmp_path, small_docs):
+    (tmp_path / "c.yaml").write_text(f"run_dir: {tmp_path / 'run'}\ndata:\n  documents: {small_docs}\n")
+    assert_one_sentence_error(domainkd("data", str(tmp_path / "c.yaml"), "--strategy", "magic"), "unknown data strategy 'magic'")
+
+
+def test_malformed_record_file(tmp_path, small_docs):
+    (tmp_path / "t.jsonl").write_text('{"a": 1}\n{oops\n')
+    (tmp_path / "c.yaml").write_text(f"run_dir: {tmp_path / 'run'}\ndata:\n  documents: null\n  records: [t.jsonl]\n")
+    result = domainkd("data", str(tmp_path / "c.yaml"))
+    assert_one_sentence_error(result, "t.jsonl line 2 is not valid JSON")
+    assert not (tmp_path / "run").exists()
 
 
 def test_models_fetch_unknown_name():

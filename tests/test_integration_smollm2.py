@@ -36,7 +36,7 @@ def test_smollm2_teacher_writes_grounded_examples(tmp_path):
     )
     summary = prepare_data(config)
     assert summary["chunks"] == 3
-    assert summary["teacher_calls"]["context_qa"] == 48
+    assert summary["strategies"]["context_qa"]["teacher_calls"] == 48
 
     result = teach(config)
     paths = RunPaths(config.output_dir)

@@ -114,3 +114,38 @@ def test_stages_need_their_inputs(tiny_config):
         train(tiny_config)
     with pytest.raises(DomainKDError, match="run `domainkd eval CONFIG` first"):
         report(tiny_config)
+
+
+def test_every_source_and_strategy_through_teach_and_train(tiny_config, tmp_path):
+    """Documents, a table, knowledge-graph triples and a QA set, through every teacher-free and teacher strategy."""
+    (tmp_path / "rooms.csv").write_text("room,floor,capacity\nAtlas,2,12\nBoreal,3,8\n", encoding="utf-8")
+    (tmp_path / "kg.jsonl").write_text(
+        json.dumps({"subject": "Form HR-22", "predicate": "purpose", "object": "leave requests"}) + "\n", encoding="utf-8"
+    )
+    (tmp_path / "qa.csv").write_text("question,answer\nWho issues parking permits?,Tomas Brenner\n", encoding="utf-8")
+    strategies = {
+        "context_qa": {"questions_per_fact": 1},
+        "general": {"instructions_per_chunk": 1},
+        "unstructured": {"rewrite": True},
+        "structured": {"verbalise": True, "keep_template": True},
+        "qa_set": {},
+        "refusal": {"max_examples": 5},
+    }
+    config = tiny_config.model_copy(deep=True)
+    config.data.records = [tmp_path / "rooms.csv", tmp_path / "kg.jsonl"]
+    config.data.qa_sets = [tmp_path / "qa.csv"]
+    config.data.strategies = strategies
+    summary = prepare_data(config)
+    assert (summary["records"], summary["qa_pairs"]) == (3, 1)
+    assert summary["strategies"]["structured"]["examples"] >= 5  # 2 rooms x 2 columns + 1 triple
+    result = teach(config)
+    paths = RunPaths(config.output_dir)
+    examples, rejected = read_jsonl(paths.train_set), read_jsonl(paths.rejected)
+    by_strategy = {e["strategy"] for e in examples}
+    assert {"unstructured", "structured", "qa_set", "refusal"} <= by_strategy  # those keep raw/template forms
+    assert any(e["strategy"] == "structured" and e["answer"] == "The capacity of Atlas is 12." for e in examples)
+    assert all(e["chunk_id"] for e in examples if e["strategy"] in ("structured", "qa_set", "unstructured"))
+    assert result["examples"] == len(examples) and all(r["reason"] for r in rejected)
+    assert any(e.get("text") and e.get("question") is None for e in examples)
+    summary = train(config)
+    assert summary["examples"] == len(examples)

@@ -1,6 +1,6 @@
 """The ``data`` and ``teach`` stages.
 
-``data``: documents → chunks with provenance, and what the teacher will be asked.
+``data``: documents, records and QA sets → ``data/*.jsonl`` with provenance, and what the teacher will be asked.
 ``teach``: every configured strategy runs with the teacher (answers kept in the run's
 SQLite store, so a killed run resumes without asking twice) → ``teach/train.jsonl``, a
 JSON Lines file ``datasets.load_dataset("json", ...)`` reads.
@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import re
 from collections import Counter
+from collections.abc import Callable
+from dataclasses import asdict
 from typing import Any
 
 from domainkd.config import RunConfig, dump_config
@@ -18,63 +20,105 @@ from domainkd.data.strategies import STRATEGIES, StrategyContext, strategy_param
 from domainkd.errors import DomainKDError
 from domainkd.io import read_jsonl, write_json, write_jsonl
 from domainkd.paths import RunPaths
-from domainkd.sources import Chunk, chunk_sections, read_documents
+from domainkd import sources as sources_module
+from domainkd.models import load_tokenizer
+from domainkd.sources import Chunk, Sources, load_sources, save_sources
 from domainkd.teachers import AnswerStore, ask, build_teacher
 
 
-def prepare_data(config: RunConfig) -> dict[str, Any]:
-    """Read and chunk the documents into ``data/chunks.jsonl``; return a summary.
+def prepare_data(config: RunConfig, dry_run: bool = False) -> dict[str, Any]:
+    """Read every source into ``data/`` (chunks, records, QA pairs); return a summary.
 
-    The summary includes ``teacher_calls``: how many requests ``teach`` would make
-    (fewer if answers are already stored).
+    The summary includes each strategy's plan (what it would make, the most teacher requests
+    ``teach`` would send; answers already stored are not asked again). With ``dry_run``
+    nothing is written.
     """
     paths = RunPaths(config.output_dir)
-    sections = read_documents(config.data.documents)
-    chunks = chunk_sections(sections, config.data.chunk_words, config.data.chunk_overlap_words)
-    calls = {name: STRATEGIES[name].teacher_calls(chunks, strategy_params(name, params)) for name, params in config.data.strategies.items()}
+    skipped: dict[str, str] = {}
+    sources = read_sources(config, skipped)
+    plans = {name: STRATEGIES[name].plan(sources, strategy_params(name, params)) for name, params in config.data.strategies.items()}
     summary = {
-        "documents": len({section.document for section in sections}),
-        "sections": len(sections),
-        "chunks": len(chunks),
-        "words": sum(len(chunk.text.split()) for chunk in chunks),
-        "teacher_calls": calls,
+        **sources.counts(),
+        "documents": len({chunk.document for chunk in sources.chunks}),
+        "skipped_documents": skipped,
+        "tokens": sum(chunk.tokens for chunk in sources.chunks),
+        "strategies": {name: asdict(plan) for name, plan in plans.items()},
+        "teacher_calls": sum(plan.teacher_calls for plan in plans.values()),
+        "examples_at_most": sum(plan.examples for plan in plans.values()),
     }
+    if dry_run:
+        summary["already_answered"] = _stored_answers(paths)
+        return summary
     dump_config(config, paths.config)
-    write_jsonl(paths.chunks, (chunk.to_dict() for chunk in chunks))
+    save_sources(sources, paths.chunks.parent)
     write_json(paths.data_summary, summary)
     return summary
 
 
+def read_sources(config: RunConfig, skipped: dict[str, str] | None = None) -> Sources:
+    """The configured documents (chunked by the data tokenizer), records and QA sets."""
+    data = config.data
+    count_tokens = _token_counter(data.tokenizer or config.student.model, config.student.trust_remote_code) if data.documents else len
+    sources = sources_module.read_sources(data.documents, data.records, data.qa_sets, count_tokens, data.chunk_tokens, data.chunk_overlap_tokens, skipped)
+    if not (sources.chunks or sources.records or sources.qa_pairs):
+        raise DomainKDError("the configured sources hold no usable text, record or QA pair; check data.documents, data.records and data.qa_sets.")
+    return sources
+
+
+def _token_counter(reference: str, trust_remote_code: bool) -> Callable[[str], int]:
+    """Tokens in a text under ``reference``'s tokenizer, loaded on first use (after the documents are found)."""
+    loaded = []
+
+    def count(text: str) -> int:
+        if not loaded:
+            loaded.append(load_tokenizer(reference, trust_remote_code=trust_remote_code))
+        return len(loaded[0](text, add_special_tokens=False)["input_ids"])
+
+    return count
+
+
+def _stored_answers(paths: RunPaths) -> int:
+    if not paths.answer_store.is_file():
+        return 0
+    with AnswerStore(paths.answer_store) as store:
+        return store.count()
+
+
 def load_chunks(paths: RunPaths) -> list[Chunk]:
     """Chunks written by the data stage."""
+    return _load(paths).chunks
+
+
+def _load(paths: RunPaths) -> Sources:
     if not paths.chunks.is_file():
         raise DomainKDError(f"{paths.chunks} is missing; run `domainkd data CONFIG` first.")
-    return [Chunk(**row) for row in read_jsonl(paths.chunks)]
+    return load_sources(paths.chunks.parent)
 
 
 def teach(config: RunConfig) -> dict[str, Any]:
     """Run every configured strategy with the teacher; write the training set and a summary."""
     paths = RunPaths(config.output_dir)
-    chunks = load_chunks(paths)
+    sources = _load(paths)
     teacher = build_teacher(config.teacher)  # loads its model only when an answer is missing
     with AnswerStore(paths.answer_store) as store:
 
-        def ask_teacher(conversations: list, label: str, max_new_tokens: int | None = None) -> list[str]:
-            return ask(teacher, conversations, store, label, max_new_tokens)
+        def ask_teacher(conversations: list, label: str, max_new_tokens: int | None = None, expect_json: bool = False) -> list[str]:
+            return ask(teacher, conversations, store, label, max_new_tokens, expect_json=expect_json)
 
-        context = StrategyContext(chunks, ask_teacher, config.refusal_text, _held_out(config))
+        context = StrategyContext(sources, ask_teacher, config.refusal_text, _held_out(config))
         examples, rejected = [], []
         for name, params in config.data.strategies.items():
             output = STRATEGIES[name].build(context, strategy_params(name, params))
             examples += output.examples
             rejected += output.rejected
+        teacher_stats = store.stats()
     examples, dropped = _deduplicate(examples, context.held_out_questions)
     rejected += dropped
     if not examples:
         raise DomainKDError("the teacher produced no usable training example; look at teach/rejected.jsonl for the reasons.")
     for number, example in enumerate(examples):
         example["id"] = f"ex{number:05d}"
-    summary = _summary(examples, rejected)
+    summary = {**_summary(examples, rejected), "teacher": teacher_stats}
     write_jsonl(paths.train_set, examples)
     write_jsonl(paths.rejected, rejected)
     write_json(paths.teach_summary, summary)
@@ -90,11 +134,11 @@ def _held_out(config: RunConfig) -> set[str]:
 def _deduplicate(examples: list[dict], held_out: set[str]) -> tuple[list[dict], list[dict]]:
     kept, dropped, seen = [], [], set()
     for example in examples:
-        key = grounding.normalise(example["question"])
+        key = grounding.normalise(example.get("question") or example.get("text") or "")
         if key in held_out:
             dropped.append({**example, "reason": "same as an evaluation question (contamination)"})
         elif key in seen:
-            dropped.append({**example, "reason": "duplicate question"})
+            dropped.append({**example, "reason": "duplicate question" if example.get("question") else "duplicate passage"})
         else:
             seen.add(key)
             kept.append(example)

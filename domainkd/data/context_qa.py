@@ -14,8 +14,8 @@ from pydantic import Field
 
 from domainkd.config import StrictModel
 from domainkd.data import grounding, prompts
-from domainkd.data.strategies import StrategyContext, StrategyOutput, register_strategy
-from domainkd.sources import Chunk, split_facts
+from domainkd.data.strategies import Plan, StrategyContext, StrategyOutput, register_strategy
+from domainkd.sources import Chunk, Sources, split_facts
 
 
 class ContextQAParams(StrictModel):
@@ -42,9 +42,15 @@ def _copied_example(text: str, fact: str) -> bool:
 class ContextQA:
     Params = ContextQAParams
 
-    def teacher_calls(self, chunks: list[Chunk], params: ContextQAParams) -> int:
-        facts = len(_facts(chunks, params.max_facts_per_chunk))
-        return facts * params.questions_per_fact * (1 + params.paraphrases_per_question)
+    def plan(self, sources: Sources, params: ContextQAParams) -> Plan:
+        facts = len(_facts(sources.chunks, params.max_facts_per_chunk))
+        pairs = facts * params.questions_per_fact
+        return Plan(
+            teacher_calls=pairs * (1 + params.paraphrases_per_question),
+            examples=pairs * (1 + params.paraphrases_per_question),
+            what=f"{params.questions_per_fact} grounded question/answer pairs for each of {facts} facts"
+            + (f", each question reworded {params.paraphrases_per_question}x" if params.paraphrases_per_question else ""),
+        )
 
     def build(self, context: StrategyContext, params: ContextQAParams) -> StrategyOutput:
         output = StrategyOutput()
@@ -57,7 +63,10 @@ class ContextQA:
         for (chunk, fact, style), reply in zip(requests, replies):
             base = {"strategy": "context_qa", "document": chunk.document, "chunk_id": chunk.chunk_id, "fact": fact}
             parsed = prompts.parse_qa(reply)
-            reason = "reply did not parse as Question/Answer" if parsed is None else self._check(parsed, fact, chunk)
+            if not reply:
+                reason = "teacher request failed"
+            else:
+                reason = "reply did not parse as Question/Answer" if parsed is None else self._check(parsed, fact, chunk)
             seen = asked.setdefault(f"{chunk.chunk_id}\n{fact}", set())
             if reason is None and grounding.normalise(parsed[0]) in seen:
                 reason = "question repeats another style's question"

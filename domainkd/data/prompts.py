@@ -109,3 +109,209 @@ def parse_lines(text: str) -> list[str]:
         if cleaned:
             lines.append(cleaned)
     return lines
+
+
+def parse_line(text: str, label: str = "") -> str:
+    """The first line of a one-line reply, without list markers, quotes or a leading ``label:``."""
+    line = (parse_lines(text) or [""])[0].strip("*").strip()
+    if label and line.lower().startswith(label.lower() + ":"):
+        line = line[len(label) + 1 :].strip().strip("*").strip().strip('"').strip()
+    return line
+
+
+def parse_yes_no(text: str) -> bool | None:
+    """True for a reply opening with "yes", False for "no", None for anything else."""
+    first = (text.strip().split() or [""])[0].strip(".,!*\"'").lower()
+    return {"yes": True, "no": False}.get(first)
+
+
+# --- Shared one-shot text for the strategies below: invented, like the example above, and
+# rich enough for every instruction kind (a rule, a reason, a contrast, a term, a procedure).
+EXAMPLE_SECTION = "Rooftop beehives"
+EXAMPLE_TEXT = (
+    "Volunteers may open the rooftop hives on Block Q between 10:15 and 14:40 and must wear a veil, "
+    "because the bees defend the hive when it is opened. The hives on Block R are opened by the keeper alone. "
+    "A frame is a wooden rack that holds the comb. To harvest honey, smoke the hive, lift the frames, "
+    "then scrape the comb into a pail."
+)
+EXAMPLE_TEXT_WORDS = EXAMPLE_WORDS | frozenset(
+    "bee bees honey frame frames comb pail smoke keeper wooden rack jars".split()
+)
+"""Distinctive words of :data:`EXAMPLE_TEXT` and the examples built on it."""
+
+
+# --- general: the teacher writes an instruction of one kind about a chunk, then follows it.
+INSTRUCTION_SYSTEM = (
+    "You write one instruction a reader could give about the text, of the asked kind. "
+    "Reply with the instruction only, on one line. Do not answer it."
+)
+INSTRUCTED_ANSWER_SYSTEM = (
+    "Follow the instruction using only facts from the text. Keep names, numbers and codes exactly as written. "
+    "Reply with the answer only, in at most five sentences."
+)
+# kind -> (what the instruction asks for, example instruction, example answer). A one-shot
+# example per kind is what makes a small teacher write that kind rather than one favourite.
+INSTRUCTION_KINDS = {
+    "explain": (
+        "an explanation of why or how something is done",
+        "Explain why volunteers must wear a veil at the rooftop hives.",
+        "Volunteers must wear a veil because the bees defend the hive when it is opened.",
+    ),
+    "summarise": (
+        "a short summary",
+        "Summarise the rules for the rooftop hives.",
+        "Volunteers may open the Block Q hives between 10:15 and 14:40 wearing a veil, while only the keeper "
+        "opens the Block R hives. Honey is harvested by smoking the hive, lifting the frames and scraping the "
+        "comb into a pail.",
+    ),
+    "compare": (
+        "a comparison of two things in the text",
+        "Compare who may open the hives on Block Q and on Block R.",
+        "Volunteers may open the hives on Block Q between 10:15 and 14:40, while the hives on Block R are "
+        "opened by the keeper alone.",
+    ),
+    "steps": (
+        "the steps of a procedure, as a numbered list",
+        "List the steps for harvesting honey from a rooftop hive.",
+        "1. Smoke the hive.\n2. Lift the frames.\n3. Scrape the comb into a pail.",
+    ),
+    "define": (
+        "the definition of a term used in the text",
+        "Define the term frame as it is used for the rooftop hives.",
+        "A frame is a wooden rack that holds the comb.",
+    ),
+    "example": (
+        "a concrete example of a rule in the text",
+        "Give an example of when volunteers may open a hive on Block Q.",
+        "For example, volunteers wearing a veil may open a hive on Block Q at 10:15.",
+    ),
+}
+
+
+def instruction_conversation(title: str, text: str, kind: str) -> Messages:
+    """Ask for one instruction of ``kind`` (a key of :data:`INSTRUCTION_KINDS`) about a section's text."""
+    asks_for, example_instruction, _ = INSTRUCTION_KINDS[kind]
+    return [
+        {"role": "system", "content": INSTRUCTION_SYSTEM},
+        {"role": "user", "content": f"Section: {EXAMPLE_SECTION}\nText: {EXAMPLE_TEXT}\nKind: {asks_for}"},
+        {"role": "assistant", "content": example_instruction},
+        {"role": "user", "content": f"Section: {title}\nText: {text}\nKind: {asks_for}"},
+    ]
+
+
+def instructed_answer_conversation(title: str, text: str, instruction: str, kind: str) -> Messages:
+    """Ask the teacher to follow ``instruction`` with the section's text as its only source."""
+    _, example_instruction, example_answer = INSTRUCTION_KINDS[kind]
+    return [
+        {"role": "system", "content": INSTRUCTED_ANSWER_SYSTEM},
+        {
+            "role": "user",
+            "content": f"Section: {EXAMPLE_SECTION}\nText: {EXAMPLE_TEXT}\nInstruction: {example_instruction}",
+        },
+        {"role": "assistant", "content": example_answer},
+        {"role": "user", "content": f"Section: {title}\nText: {text}\nInstruction: {instruction}"},
+    ]
+
+
+# --- unstructured: a passage rewritten as one explanatory paragraph.
+PASSAGE_REWRITE_SYSTEM = (
+    "Rewrite the text as one clear explanatory paragraph for a newcomer. Keep every name, number and code "
+    "exactly as written. Add no facts. Reply with the paragraph only."
+)
+_PASSAGE_EXAMPLE = (
+    "- Block Q hives: volunteers, 10:15 to 14:40, veil required\n- Block R hives: keeper only",
+    "Volunteers may open the hives on Block Q between 10:15 and 14:40 and must wear a veil there, "
+    "while the hives on Block R are opened only by the keeper.",
+)
+
+
+def passage_rewrite_conversation(passage: str) -> Messages:
+    """Ask for ``passage`` rewritten as one explanatory paragraph with the same names and numbers."""
+    return [
+        {"role": "system", "content": PASSAGE_REWRITE_SYSTEM},
+        {"role": "user", "content": _PASSAGE_EXAMPLE[0]},
+        {"role": "assistant", "content": _PASSAGE_EXAMPLE[1]},
+        {"role": "user", "content": passage},
+    ]
+
+
+# --- structured: a templated question about a record reworded, with a one-sentence answer.
+VERBALISE_SYSTEM = (
+    "Reword the template question the way a person would naturally ask it, then answer it in one sentence "
+    "using the fact. Reply in exactly two lines: 'Question: ...' then 'Answer: ...'."
+)
+_VERBALISE_EXAMPLE = (
+    "Fact: The opening time of Block Q hives is 10:15.\nTemplate: What is the opening time of Block Q hives?",
+    "Question: When do the Block Q hives open?\nAnswer: The Block Q hives open at 10:15.",
+)
+
+
+def verbalise_conversation(fact: str, template_question: str) -> Messages:
+    """Ask for a natural wording of ``template_question`` and a one-sentence answer stating ``fact``."""
+    return [
+        {"role": "system", "content": VERBALISE_SYSTEM},
+        {"role": "user", "content": _VERBALISE_EXAMPLE[0]},
+        {"role": "assistant", "content": _VERBALISE_EXAMPLE[1]},
+        {"role": "user", "content": f"Fact: {fact}\nTemplate: {template_question}"},
+    ]
+
+
+# --- qa_set: a terse answer rewritten as one full sentence.
+FULL_ANSWER_SYSTEM = (
+    "Rewrite the short answer as one full sentence that answers the question. Keep its words, names and "
+    "numbers. Add nothing else. Reply with the sentence only."
+)
+_FULL_ANSWER_EXAMPLE = (
+    "Question: When may volunteers open the Block Q hives?\nShort answer: 10:15 to 14:40",
+    "Volunteers may open the Block Q hives from 10:15 to 14:40.",
+)
+
+
+def full_answer_conversation(question: str, answer: str) -> Messages:
+    """Ask for the terse ``answer`` to ``question`` as one full sentence."""
+    return [
+        {"role": "system", "content": FULL_ANSWER_SYSTEM},
+        {"role": "user", "content": _FULL_ANSWER_EXAMPLE[0]},
+        {"role": "assistant", "content": _FULL_ANSWER_EXAMPLE[1]},
+        {"role": "user", "content": f"Question: {question}\nShort answer: {answer}"},
+    ]
+
+
+# --- refusal: in-domain questions a section does not answer, and a yes/no check of that.
+UNANSWERABLE_SYSTEM = (
+    "Write one question on the topic of the text that the text does NOT answer: something a reader might "
+    "ask next. Reply with the question only, on one line."
+)
+# One example per variant: with greedy decoding, a different example is what makes the
+# second and third questions about one section differ from the first.
+UNANSWERABLE_EXAMPLES = [
+    "How many jars of honey do the rooftop hives give each year?",
+    "Who pays for a new veil if mine tears?",
+    "What training must volunteers complete before opening the hives?",
+]
+ANSWERED_SYSTEM = "Say whether the text answers the question. Reply with one word: yes or no."
+_ANSWERED_EXAMPLES = [
+    ("When may volunteers open the Block Q hives?", "yes"),
+    (UNANSWERABLE_EXAMPLES[0], "no"),
+]
+
+
+def unanswerable_conversation(title: str, text: str, variant: int) -> Messages:
+    """Ask for one on-topic question that the section's text does not answer; ``variant`` picks the example."""
+    return [
+        {"role": "system", "content": UNANSWERABLE_SYSTEM},
+        {"role": "user", "content": f"Section: {EXAMPLE_SECTION}\nText: {EXAMPLE_TEXT}"},
+        {"role": "assistant", "content": UNANSWERABLE_EXAMPLES[variant % len(UNANSWERABLE_EXAMPLES)]},
+        {"role": "user", "content": f"Section: {title}\nText: {text}"},
+    ]
+
+
+def answered_conversation(text: str, question: str) -> Messages:
+    """Ask whether ``text`` answers ``question`` (reply "yes" or "no"; read it with :func:`parse_yes_no`)."""
+    messages: Messages = [{"role": "system", "content": ANSWERED_SYSTEM}]
+    for example_question, verdict in _ANSWERED_EXAMPLES:
+        messages += [
+            {"role": "user", "content": f"Text: {EXAMPLE_TEXT}\nQuestion: {example_question}"},
+            {"role": "assistant", "content": verdict},
+        ]
+    return messages + [{"role": "user", "content": f"Text: {text}\nQuestion: {question}"}]

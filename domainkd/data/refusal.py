@@ -7,7 +7,11 @@ training, but handbook-sounding ones got confident invented numbers):
   of its topic occurs in the user's documents (a refusal next to a real topic teaches the
   student to refuse real questions: trials here refused the mileage rate after training on
   "company car allowance");
-* *general* off-topic questions.
+* *general* off-topic questions;
+* *unanswerable* in-domain questions (``unanswerable_per_chunk``): the teacher writes a question on
+  a chunk's topic that the chunk does not answer. One whose content words mostly occur in any
+  chunk or record is dropped (probably answered there), and optionally so is one the teacher,
+  asked yes/no, says its chunk answers.
 
 Users can add their own out-of-scope questions from a text file (one per line).
 """
@@ -20,10 +24,14 @@ from pathlib import Path
 from pydantic import Field
 
 from domainkd.config import StrictModel
+from domainkd.data import grounding, prompts
 from domainkd.data.grounding import words
-from domainkd.data.strategies import StrategyContext, StrategyOutput, register_strategy
+from domainkd.data.strategies import Plan, StrategyContext, StrategyOutput, register_strategy
 from domainkd.errors import DomainKDError
-from domainkd.sources import Chunk
+from domainkd.sources import Chunk, Sources
+
+Candidate = tuple[str, str, Chunk | None]
+"""(question, kind, the chunk it is about or None)."""
 
 # (question, topic word that must not occur in the documents). Half are worded like an
 # employee chatting and half like a formal quiz question: if refusals all had one style and
@@ -94,39 +102,178 @@ class RefusalParams(StrictModel):
     max_examples: int | None = Field(None, ge=1)
     """Keep at most this many, taken in turn from each kind (None: all). Too many refusals
     teach the student to refuse in-scope questions worded unlike its training questions."""
+    unanswerable_per_chunk: int = Field(0, ge=0, le=len(prompts.UNANSWERABLE_EXAMPLES))
+    """In-domain questions the teacher writes about each chunk that the chunk does not answer (0: none)."""
+    max_unanswerable: int | None = Field(None, ge=1)
+    """Ask for at most this many, every chunk's first before any chunk's second (None: all)."""
+    verify_unanswerable: bool = True
+    """Also ask the teacher (yes/no) whether the chunk answers each one, and drop those it says it does."""
+    answered_overlap: float = Field(0.75, gt=0, le=1)
+    """Drop an unanswerable question when this share of its content words occurs in one chunk or record."""
 
 
 @register_strategy("refusal")
 class Refusal:
     Params = RefusalParams
 
-    def teacher_calls(self, chunks: list[Chunk], params: RefusalParams) -> int:
-        return 0  # the target is the fixed refusal sentence
+    def plan(self, sources: Sources, params: RefusalParams) -> Plan:
+        requests = len(_unanswerable_requests(sources.chunks, params))
+        candidates = len(self._candidates(sources, params, StrategyOutput())) + requests
+        count = min(candidates, params.max_examples or candidates)
+        written = f" (up to {requests} teacher-written questions their chunk does not answer)" if requests else ""
+        return Plan(
+            teacher_calls=requests * (2 if params.verify_unanswerable else 1),
+            examples=count,
+            what=f"{count} out-of-scope questions{written} answered with the refusal sentence",
+        )
 
     def build(self, context: StrategyContext, params: RefusalParams) -> StrategyOutput:
         output = StrategyOutput()
-        vocabulary = {word for chunk in context.chunks for word in words(chunk.text)}
-        candidates: list[tuple[str, str]] = []
+        candidates = self._candidates(context.sources, params, output)
+        candidates += _unanswerable(context, params, {grounding.normalise(c[0]) for c in candidates}, output)
+        output.examples = [
+            {
+                "strategy": "refusal",
+                "question": question,
+                "answer": context.refusal_text,
+                "variant": kind,
+                "document": chunk.document if chunk else None,
+                "chunk_id": chunk.chunk_id if chunk else None,
+            }
+            for question, kind, chunk in _take_in_turn(candidates, params.max_examples)
+        ]
+        return output
+
+    @staticmethod
+    def _candidates(sources: Sources, params: RefusalParams, output: StrategyOutput) -> list[Candidate]:
+        """The fixed candidates (no chunk); plausible questions whose topic the sources mention go to ``output.rejected``."""
+        vocabulary = {word for chunk in sources.chunks for word in words(chunk.text)}
+        vocabulary |= {word for record in sources.records for value in record.fields.values() for word in words(value)}
+        candidates: list[Candidate] = []
         if params.plausible:
             for question, topic in PLAUSIBLE:
                 if any(_forms(word) & vocabulary for word in words(topic)):
                     output.rejected.append({"strategy": "refusal", "question": question, "reason": f"documents mention {topic!r}"})
                 else:
-                    candidates.append((question, "plausible"))
+                    candidates.append((question, "plausible", None))
         if params.general:
-            candidates += [(question, "general") for question in GENERAL]
+            candidates += [(question, "general", None) for question in GENERAL]
         if params.questions_file is not None:
-            candidates += [(question, "user") for question in _read_questions(params.questions_file)]
-        output.examples = [
-            {"strategy": "refusal", "question": q, "answer": context.refusal_text, "variant": kind, "document": None, "chunk_id": None}
-            for q, kind in _take_in_turn(candidates, params.max_examples)
-        ]
-        return output
+            candidates += [(question, "user", None) for question in _read_questions(params.questions_file)]
+        return candidates
 
 
-def _take_in_turn(candidates: list[tuple[str, str]], limit: int | None) -> list[tuple[str, str]]:
+def _unanswerable_requests(chunks: list[Chunk], params: RefusalParams) -> list[tuple[Chunk, int]]:
+    """(chunk, example variant) to ask for, slot-major so a cap spreads over the chunks."""
+    requests = [(chunk, variant) for variant in range(params.unanswerable_per_chunk) for chunk in chunks]
+    return requests[: params.max_unanswerable]
+
+
+def _unanswerable(
+    context: StrategyContext, params: RefusalParams, seen: set[str], output: StrategyOutput
+) -> list[Candidate]:
+    """Teacher-written questions their chunk does not answer that pass the checks.
+
+    Questions in ``seen`` (normalised) are dropped as duplicates; every dropped one goes to ``output.rejected``.
+    """
+    requests = _unanswerable_requests(context.chunks, params)
+    if not requests:
+        return []
+    conversations = [prompts.unanswerable_conversation(chunk.title, chunk.text, variant) for chunk, variant in requests]
+    replies = context.ask(conversations, "teacher: unanswerable questions", max_new_tokens=48)
+    vocabularies = _vocabularies(context.sources)
+    kept: list[tuple[str, Chunk]] = []
+    for (chunk, _), reply in zip(requests, replies):
+        question = prompts.parse_line(reply, "question")
+        reason = "teacher request failed"
+        if reply:
+            reason = check_unanswerable(question, chunk, vocabularies, params.answered_overlap)
+        if reason is None and grounding.normalise(question) in seen:
+            reason = "duplicate question"
+        if reason:
+            output.rejected.append(_rejected(chunk, question, reply, reason))
+            continue
+        seen.add(grounding.normalise(question))
+        kept.append((question, chunk))
+    if params.verify_unanswerable:
+        kept = _not_answered(context, kept, output)
+    return [(question, "unanswerable", chunk) for question, chunk in kept]
+
+
+def _vocabularies(sources: Sources) -> list[tuple[str, set[str]]]:
+    """(chunk or record id, its words) for every chunk and record."""
+    vocabularies = [(chunk.chunk_id, set(words(f"{chunk.title}\n{chunk.text}"))) for chunk in sources.chunks]
+    for record in sources.records:
+        text = " ".join(f"{name} {value}" for name, value in record.fields.items())
+        vocabularies.append((record.record_id, set(words(text))))
+    return vocabularies
+
+
+def check_unanswerable(
+    question: str, chunk: Chunk, vocabularies: list[tuple[str, set[str]]], overlap: float
+) -> str | None:
+    """Why a teacher-written question that ``chunk`` should not answer is unusable, or None.
+
+    It must be a question on the chunk's topic (sharing a content word with it) whose content
+    words do not mostly (``overlap`` or more) occur in any one chunk or record.
+    """
+    if not question.endswith("?"):
+        return "not a question"
+    if not 4 <= len(question.split()) <= 40:
+        return "question length out of range"
+    chunk_words = set(words(f"{chunk.title}\n{chunk.text}"))
+    if (set(words(question)) & prompts.EXAMPLE_TEXT_WORDS) - chunk_words:
+        return "question copies the prompt's example"
+    content = grounding.content_words(question)
+    if not any(_forms(word) & chunk_words for word in content):
+        return "question is off the chunk's topic"
+    for source_id, vocabulary in vocabularies:
+        if sum(bool(_forms(word) & vocabulary) for word in content) >= overlap * len(content):
+            return f"question may be answered by {source_id!r}"
+    return None
+
+
+def _not_answered(
+    context: StrategyContext, kept: list[tuple[str, Chunk]], output: StrategyOutput
+) -> list[tuple[str, Chunk]]:
+    """The questions the teacher, asked yes/no, says their chunk does not answer."""
+    conversations = [prompts.answered_conversation(chunk.text, question) for question, chunk in kept]
+    replies = context.ask(conversations, "teacher: answered checks", max_new_tokens=4)
+    survivors = []
+    for (question, chunk), reply in zip(kept, replies):
+        reason = _check_verdict(reply)
+        if reason:
+            output.rejected.append(_rejected(chunk, question, reply, reason))
+        else:
+            survivors.append((question, chunk))
+    return survivors
+
+
+def _check_verdict(reply: str) -> str | None:
+    """Why the yes/no check drops its question, or None when the teacher says the text does not answer it."""
+    if not reply:
+        return "teacher request failed"
+    verdict = prompts.parse_yes_no(reply)
+    if verdict is None:
+        return "check reply was not yes or no"
+    return "teacher says the text answers it" if verdict else None
+
+
+def _rejected(chunk: Chunk, question: str, reply: str, reason: str) -> dict[str, str]:
+    return {
+        "strategy": "refusal",
+        "variant": "unanswerable",
+        "document": chunk.document,
+        "chunk_id": chunk.chunk_id,
+        "question": question,
+        "teacher_reply": reply,
+        "reason": reason,
+    }
+
+
+def _take_in_turn(candidates: list[Candidate], limit: int | None) -> list[Candidate]:
     """Up to ``limit`` candidates, alternating between kinds so each keeps its share."""
-    by_kind: dict[str, list[tuple[str, str]]] = {}
+    by_kind: dict[str, list[Candidate]] = {}
     for candidate in candidates:
         by_kind.setdefault(candidate[1], []).append(candidate)
     interleaved = [c for group in itertools.zip_longest(*by_kind.values()) for c in group if c is not None]

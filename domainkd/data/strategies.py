@@ -1,7 +1,7 @@
 """Data-strategy registry: each strategy turns chunks (and the teacher) into training examples.
 
 A strategy is a class with a pydantic ``Params`` model and two methods:
-``teacher_calls(chunks, params)`` (for dry runs) and ``build(context, params)``.
+``plan(sources, params)`` (what it would make and cost, for dry runs) and ``build(context, params)``.
 Register one with :func:`register_strategy`; configs name it under ``data.strategies``.
 """
 
@@ -13,22 +13,27 @@ from typing import Any, Protocol
 
 from pydantic import BaseModel, ValidationError
 
-from domainkd.sources import Chunk
+from domainkd.sources import Chunk, Sources
 from domainkd.teachers.base import Messages
 
 AskTeacher = Callable[..., list[str]]
-"""(conversations, progress label, max_new_tokens=None) -> answers, through the run's answer store."""
+"""(conversations, progress label, max_new_tokens=None, expect_json=False) -> answers, through the run's
+answer store; a request that failed comes back as "" (its reason is in the store)."""
 
 
 @dataclass
 class StrategyContext:
-    """What a strategy may use: the chunks, the teacher, and run-wide settings."""
+    """What a strategy may use: the knowledge sources, the teacher, and run-wide settings."""
 
-    chunks: list[Chunk]
+    sources: Sources
     ask: AskTeacher
     refusal_text: str
     held_out_questions: set[str] = field(default_factory=set)
     """Normalised evaluation questions, never to be used for training (contamination)."""
+
+    @property
+    def chunks(self) -> list[Chunk]:
+        return self.sources.chunks
 
 
 @dataclass
@@ -39,11 +44,23 @@ class StrategyOutput:
     rejected: list[dict[str, Any]] = field(default_factory=list)
 
 
+@dataclass(frozen=True)
+class Plan:
+    """What a strategy would do with the sources, before any teacher call."""
+
+    teacher_calls: int
+    """Most teacher requests ``build`` makes (stored answers are not asked again)."""
+    examples: int
+    """Most training examples it can produce (filters drop some)."""
+    what: str
+    """One line saying what the examples are."""
+
+
 class Strategy(Protocol):
     Params: type[BaseModel]
 
-    def teacher_calls(self, chunks: list[Chunk], params: BaseModel) -> int:
-        """Upper bound on teacher requests ``build`` makes (shown by dry runs)."""
+    def plan(self, sources: Sources, params: BaseModel) -> Plan:
+        """What ``build`` would make and cost (shown by ``domainkd data --dry-run``)."""
         ...
 
     def build(self, context: StrategyContext, params: BaseModel) -> StrategyOutput:
@@ -65,8 +82,10 @@ def register_strategy(name: str) -> Callable[[type], type]:
 
 
 def _load_builtin() -> None:
-    import domainkd.data.context_qa  # noqa: F401
-    import domainkd.data.refusal  # noqa: F401
+    import importlib
+
+    for module in ("context_qa", "refusal", "general", "unstructured", "structured", "qa_set", "rebase"):
+        importlib.import_module(f"domainkd.data.{module}")
 
 
 def validate_strategy_params(name: str, params: dict[str, Any]) -> dict[str, Any]:

@@ -1,8 +1,9 @@
-"""Cut sections into chunks that fit a prompt, and chunks into single facts."""
+"""Cut sections into token-sized chunks with overlap and character offsets, and chunks into single facts."""
 
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
 from domainkd.sources.documents import Section
@@ -15,61 +16,127 @@ _ABBREVIATIONS = frozenset("dr prof mr mrs ms mx st no nos fig approx capt rev s
 
 @dataclass(frozen=True)
 class Chunk:
-    """Up to ``chunk_words`` words of one section, with provenance."""
+    """Up to ``chunk_tokens`` tokens of one section; ``text == document_text[start:end]``."""
 
     chunk_id: str
     document: str
     title: str
     text: str
     start: int
+    end: int
+    tokens: int
 
     def to_dict(self) -> dict[str, object]:
         return asdict(self)
 
 
-def chunk_sections(sections: list[Section], chunk_words: int, overlap_words: int) -> list[Chunk]:
-    """Chunks in document order; a section no longer than ``chunk_words`` stays whole.
+@dataclass(frozen=True)
+class _Unit:
+    """A line (or, for an over-long line, a sentence or word run) of a section, with offsets in it."""
 
-    Identical chunk texts (e.g. a boilerplate footer repeated across files) are kept once.
+    start: int
+    end: int
+    tokens: int
+
+
+def chunk_sections(
+    sections: list[Section], count_tokens: Callable[[str], int], chunk_tokens: int, overlap_tokens: int
+) -> list[Chunk]:
+    """Chunks in document order; a section of at most ``chunk_tokens`` tokens stays whole.
+
+    Windows end at line boundaries where possible (then sentence, then word boundaries) and
+    repeat about ``overlap_tokens`` tokens of the previous window. Identical chunk texts
+    (e.g. a boilerplate footer repeated across files) are kept once.
+
+    Args:
+        sections: sections from :func:`read_documents`.
+        count_tokens: tokens in a text under the tokenizer that sizes the chunks.
+        chunk_tokens: largest chunk.
+        overlap_tokens: tokens repeated between consecutive windows of one section.
     """
     chunks: list[Chunk] = []
     seen: set[str] = set()
     for section in sections:
-        for index, text in enumerate(_windows(section.text, chunk_words, overlap_words)):
+        for start, end, tokens in _windows(section.text, count_tokens, chunk_tokens, overlap_tokens):
+            text = section.text[start:end]
             key = " ".join(text.split()).lower()
             if key in seen:
                 continue
             seen.add(key)
-            chunks.append(Chunk(f"{section.document}#{section.start}-{index}", section.document, section.title, text, section.start))
+            begin, finish = section.start + start, section.start + end
+            chunks.append(Chunk(f"{section.document}#{begin}-{finish}", section.document, section.title, text, begin, finish, tokens))
     return chunks
 
 
-def _windows(text: str, size: int, overlap: int) -> list[str]:
-    lines = text.splitlines()
-    words_per_line = [len(line.split()) for line in lines]
-    if sum(words_per_line) <= size:
-        return [text]
-    windows, current, count = [], [], 0
-    for line, words in zip(lines, words_per_line):
-        if current and count + words > size:
-            windows.append("\n".join(current).strip())
-            current, count = _tail(current, overlap)
-        current.append(line)
-        count += words
+def _windows(text: str, count_tokens: Callable[[str], int], size: int, overlap: int) -> list[tuple[int, int, int]]:
+    """(start, end, tokens) of each window over ``text``."""
+    total = count_tokens(text)
+    if total <= size:
+        return [(0, len(text), total)]
+    windows: list[tuple[int, int, int]] = []
+    current: list[_Unit] = []
+    for unit in _units(text, count_tokens, size):
+        if current and sum(u.tokens for u in current) + unit.tokens > size:
+            windows.append((current[0].start, current[-1].end, sum(u.tokens for u in current)))
+            current = _tail(current, overlap, size - unit.tokens)
+        current.append(unit)
     if current:
-        windows.append("\n".join(current).strip())
-    return [window for window in windows if window]
+        windows.append((current[0].start, current[-1].end, sum(u.tokens for u in current)))
+    return windows
 
 
-def _tail(lines: list[str], overlap: int) -> tuple[list[str], int]:
-    """Trailing lines of a window holding about ``overlap`` words, to repeat in the next."""
-    kept, count = [], 0
-    for line in reversed(lines):
-        if count >= overlap:
+def _units(text: str, count_tokens: Callable[[str], int], size: int) -> list[_Unit]:
+    """Non-blank lines; a line over ``size`` tokens is cut into sentences, a sentence over it into word runs."""
+    units = []
+    for line in _spans(text, r"[^\n]+"):
+        units += _fit(text, line, count_tokens, size, [r"\S.*?(?:[.!?;](?=\s)|$)", r"\S+"])
+    return units
+
+
+def _fit(text: str, span: tuple[int, int], count_tokens: Callable[[str], int], size: int, patterns: list[str]) -> list[_Unit]:
+    start, end = span
+    piece = text[start:end]
+    if not piece.strip():
+        return []
+    tokens = count_tokens(piece)
+    if tokens <= size or not patterns:
+        return [_Unit(start, end, tokens)]
+    parts = [(start + a, start + b) for a, b in _spans(piece, patterns[0])]
+    if len(parts) <= 1 and len(patterns) > 1:
+        return _fit(text, span, count_tokens, size, patterns[1:])
+    if patterns[0] == r"\S+":  # word runs: pack words greedily up to the limit
+        return _pack_words(text, parts, count_tokens, size)
+    return [unit for part in parts for unit in _fit(text, part, count_tokens, size, patterns[1:])]
+
+
+def _pack_words(text: str, words: list[tuple[int, int]], count_tokens: Callable[[str], int], size: int) -> list[_Unit]:
+    units: list[_Unit] = []
+    start = end = None
+    for word_start, word_end in words:
+        if start is not None and count_tokens(text[start:word_end]) > size:
+            units.append(_Unit(start, end, count_tokens(text[start:end])))
+            start = None
+        start = word_start if start is None else start
+        end = word_end
+    if start is not None:
+        units.append(_Unit(start, end, count_tokens(text[start:end])))
+    return units
+
+
+def _spans(text: str, pattern: str) -> list[tuple[int, int]]:
+    return [match.span() for match in re.finditer(pattern, text) if match.group().strip()]
+
+
+def _tail(units: list[_Unit], overlap: int, room: int) -> list[_Unit]:
+    """Trailing units of a window holding about ``overlap`` tokens (never more than ``room``), to repeat."""
+    kept: list[_Unit] = []
+    count = 0
+    for unit in reversed(units):
+        if count >= overlap or count + unit.tokens > room:
             break
-        kept.insert(0, line)
-        count += len(line.split())
-    return kept, count
+        kept.insert(0, unit)
+        count += unit.tokens
+    return kept
 
 
 def split_facts(text: str) -> list[str]:

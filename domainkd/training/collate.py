@@ -1,4 +1,4 @@
-"""Turn (question, answer) examples into token ids with loss on the answer tokens only."""
+"""Turn (question, answer) examples into token ids with loss on the answer tokens only, and plain passages into ids with loss on every token."""
 
 from __future__ import annotations
 
@@ -29,6 +29,24 @@ def tokenize_example(
     input_ids = (prompt_ids + response_ids)[:max_length]
     labels = ([IGNORE_INDEX] * len(prompt_ids) + response_ids)[:max_length]
     return {"input_ids": input_ids, "labels": labels}
+
+
+def tokenize_text(tokenizer: PreTrainedTokenizerBase, text: str, max_length: int) -> dict[str, list[int]]:
+    """Ids of a plain passage (no chat template), loss on every token, ending with the end-of-text token."""
+    ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+    if tokenizer.bos_token_id is not None and tokenizer.bos_token_id != tokenizer.eos_token_id:
+        ids = [tokenizer.bos_token_id, *ids]
+    if tokenizer.eos_token_id is not None:
+        ids = [*ids, tokenizer.eos_token_id]
+    ids = ids[:max_length]
+    return {"input_ids": ids, "labels": list(ids)}
+
+
+def tokenize_row(tokenizer: PreTrainedTokenizerBase, system_prompt: str | None, row: dict[str, Any], max_length: int) -> dict[str, list[int]]:
+    """A training-set row: a (question, answer) exchange, or a plain ``text`` passage (knowledge injection)."""
+    if row.get("question") is None and row.get("text"):
+        return tokenize_text(tokenizer, row["text"], max_length)
+    return tokenize_example(tokenizer, system_prompt, row["question"], row["answer"], max_length)
 
 
 def response_ids(labels: list[int]) -> list[int]:

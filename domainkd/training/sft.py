@@ -33,7 +33,7 @@ from domainkd.io import atomic_dir, read_jsonl, write_json
 from domainkd.models import load_causal_lm
 from domainkd.models.cache import sha256_of
 from domainkd.paths import RunPaths
-from domainkd.training.collate import PadCollator, tokenize_example
+from domainkd.training.collate import PadCollator, tokenize_row
 from domainkd.training.logits import ResponseTrainer, response_logits
 
 
@@ -120,7 +120,7 @@ def _examples(rows: list[dict[str, Any]], tokenizer: Any, config: RunConfig) -> 
         raise DomainKDError("the training set is empty; rerun `domainkd teach` and check teach/rejected.jsonl.")
     prompt, max_length = config.system_prompt, config.train.max_length
     return [
-        {**tokenize_example(tokenizer, prompt, row["question"], row["answer"], max_length), "index": index}
+        {**tokenize_row(tokenizer, prompt, row, max_length), "index": index}
         for index, row in enumerate(rows)
     ]
 

@@ -28,3 +28,17 @@ def test_pad_collator_masks_padding():
     assert batch["labels"].tolist() == [[-100, 6, 7], [8, -100, -100]]
     assert batch["attention_mask"].tolist() == [[1, 1, 1], [1, 0, 0]]
     assert batch["input_ids"].dtype == torch.long
+
+
+def test_plain_passages_train_on_every_token(tiny_model):
+    from domainkd.training.collate import tokenize_row
+
+    tokenizer = load_tokenizer(tiny_model)
+    row = {"question": None, "answer": None, "text": "Permits cost 85 euros a year."}
+    tokens = tokenize_row(tokenizer, "system", row, max_length=64)
+    assert tokens["labels"] == tokens["input_ids"]
+    assert tokens["input_ids"][-1] == tokenizer.eos_token_id
+    assert tokenizer.decode(tokens["input_ids"], skip_special_tokens=True).strip() == row["text"]
+    exchange = tokenize_row(tokenizer, "system", {"question": "Cost?", "answer": "85 euros."}, max_length=64)
+    assert exchange == tokenize_example(tokenizer, "system", "Cost?", "85 euros.", 64)
+    assert len(tokenize_row(tokenizer, None, {"text": "word " * 200}, max_length=16)["input_ids"]) == 16
