@@ -34,10 +34,13 @@ class StudentConfig(StrictModel):
 class TeacherConfig(StrictModel):
     """The larger model that writes questions and answers; its outputs are stored once."""
 
+    model_config = ConfigDict(**StrictModel.model_config, hide_input_in_errors=True)  # a mistyped key stays unprinted
+
     backend: str = "hf"
-    """Teacher backend name from the teacher registry (`hf`: a local Hugging Face model)."""
+    """Teacher backend from the teacher registry: `hf` (local Hugging Face), `openai` (an OpenAI-compatible
+    server: vLLM, Ollama, llama.cpp, hosted APIs) or `vllm` (vLLM offline batches on a GPU machine)."""
     model: str = "qwen2.5-coder-0.5b-instruct"
-    """Model reference, same forms as the student's."""
+    """Model reference, same forms as the student's; for `openai`, the model name the server serves."""
     batch_size: int = Field(16, ge=1)
     """Prompts generated together in one batch (on 2 CPU cores 16–32 is ~2x faster per token than 8)."""
     max_new_tokens: int = Field(256, ge=1)
@@ -50,6 +53,20 @@ class TeacherConfig(StrictModel):
     """Random seed for sampling; part of the answer-store key."""
     trust_remote_code: bool = False
     """Allow model code from the model directory to run."""
+    base_url: str = "http://127.0.0.1:8000/v1"
+    """Root of the OpenAI-compatible API (`openai`), e.g. http://127.0.0.1:8000/v1 for `vllm serve`."""
+    api_key_env: str = "OPENAI_API_KEY"
+    """Environment variable holding the API key (`openai`); when it is unset no Authorization header is sent."""
+    concurrency: int = Field(8, ge=1, le=256)
+    """Requests in flight at once (`openai`)."""
+    timeout_s: float = Field(120.0, gt=0)
+    """Seconds one request may take before it counts as timed out and is retried (`openai`)."""
+    max_retries: int = Field(5, ge=0, le=20)
+    """Retries of a request after a timeout, connection error, HTTP 429 or 5xx, or malformed body (`openai`)."""
+    retry_backoff_s: float = Field(1.0, gt=0, le=60)
+    """Wait before the first retry, doubled for each further retry, with random jitter (`openai`)."""
+    json_mode: bool = True
+    """Ask the server for a JSON object (`response_format`) when the caller expects JSON (`openai`)."""
 
     @field_validator("backend")
     @classmethod
@@ -58,16 +75,36 @@ class TeacherConfig(StrictModel):
 
         return _known_names([backend], known_teachers(), "teacher.backend")[0]
 
+    @field_validator("base_url")
+    @classmethod
+    def _check_base_url(cls, base_url: str) -> str:
+        if not re.fullmatch(r"https?://[^\s/]+(/\S*)?", base_url):
+            raise ValueError("use an http:// or https:// URL such as http://127.0.0.1:8000/v1")
+        return base_url.rstrip("/")
+
+    @field_validator("api_key_env")
+    @classmethod
+    def _check_api_key_env(cls, api_key_env: str) -> str:
+        if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", api_key_env):  # never echo the value: it may be the key itself
+            raise ValueError("name an environment variable such as OPENAI_API_KEY (letters, digits, _), not the key")
+        return api_key_env
+
 
 class DataConfig(StrictModel):
-    """Where the domain documents are and how training examples are built from them."""
+    """Where the domain knowledge is and how training examples are built from it."""
 
-    documents: Path = Path("docs")
-    """Folder of .md / .txt documents (searched recursively)."""
-    chunk_words: int = Field(220, ge=20)
-    """Largest chunk, in words; a section that fits stays whole."""
-    chunk_overlap_words: int = Field(30, ge=0)
-    """Words repeated between consecutive chunks of a long section."""
+    documents: Path | None = Path("docs")
+    """Folder of .md / .txt / .html / .pdf documents (searched recursively); None for records or QA sets only."""
+    records: list[Path] = Field(default_factory=list)
+    """Structured files or folders of them (.csv, .jsonl, .json, .parquet): table rows or knowledge-graph triples."""
+    qa_sets: list[Path] = Field(default_factory=list)
+    """Existing question/answer sets (.jsonl, .csv, .json, .parquet with a question and an answer column)."""
+    tokenizer: str | None = None
+    """Model reference whose tokenizer measures chunks; None uses the student's."""
+    chunk_tokens: int = Field(320, ge=16)
+    """Largest chunk, in tokens; a section that fits stays whole."""
+    chunk_overlap_tokens: int = Field(40, ge=0)
+    """Tokens repeated between consecutive chunks of a long section."""
     strategies: dict[str, dict[str, Any]] = Field(
         default_factory=lambda: {"context_qa": {}, "refusal": {}}
     )
@@ -75,8 +112,10 @@ class DataConfig(StrictModel):
 
     @model_validator(mode="after")
     def _check_overlap(self) -> DataConfig:
-        if self.chunk_overlap_words >= self.chunk_words:
-            raise ValueError("data.chunk_overlap_words must be smaller than data.chunk_words")
+        if self.chunk_overlap_tokens >= self.chunk_tokens:
+            raise ValueError("data.chunk_overlap_tokens must be smaller than data.chunk_tokens")
+        if self.documents is None and not self.records and not self.qa_sets:
+            raise ValueError("data has no source; set data.documents, data.records or data.qa_sets")
         return self
 
     @field_validator("strategies")
@@ -113,6 +152,10 @@ class KDConfig(StrictModel):
     """`offline`: record the teacher's top-k once, train without it in memory; `online`: run it at every step."""
     top_k: int = Field(64, ge=1)
     """Teacher tokens kept per position when offline; the rest of its mass is one bucket."""
+    tail_samples: int = Field(8, ge=0)
+    """Offline vanilla forward KL: ids drawn per position from the teacher's tail (outside its top k), with the
+    tail's entropy, so the loss estimates the full-vocabulary KL without bias (top-k + bucket alone is ~10% low);
+    0 stores none."""
     chunk_size: int | None = Field(None, ge=1)
     """Positions per loss chunk, recomputed in backward to bound float32 vocabulary-sized memory; None: all at once."""
     projector_learning_rate: float | None = Field(1e-3, gt=0)
@@ -327,7 +370,10 @@ def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> Ru
     raw = _deep_merge(raw, overrides or {})
     config = config_from_dict(raw, source=str(path))
     base = path.parent.resolve()
-    config.data.documents = _resolve(base, config.data.documents)
+    if config.data.documents is not None:
+        config.data.documents = _resolve(base, config.data.documents)
+    config.data.records = [_resolve(base, path) for path in config.data.records]
+    config.data.qa_sets = [_resolve(base, path) for path in config.data.qa_sets]
     config.eval.questions = _resolve(base, config.eval.questions)
     return config
 

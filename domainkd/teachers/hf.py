@@ -8,7 +8,7 @@ import torch
 
 from domainkd.config import TeacherConfig
 from domainkd.models import generate_texts, load_causal_lm, render_prompt
-from domainkd.teachers.base import Messages, register_teacher
+from domainkd.teachers.base import Messages, Reply, register_teacher
 
 
 @register_teacher("hf")
@@ -24,7 +24,10 @@ class HFTeacher:
 
     def settings(self) -> dict[str, Any]:
         """Generation settings that decide the answer."""
-        settings: dict[str, Any] = {"max_new_tokens": self.config.max_new_tokens, "temperature": self.config.temperature}
+        settings: dict[str, Any] = {
+            "max_new_tokens": self.config.max_new_tokens,
+            "temperature": self.config.temperature,
+        }
         if self.config.temperature > 0:
             settings.update(top_p=self.config.top_p, seed=self.config.seed)
         return settings
@@ -39,11 +42,17 @@ class HFTeacher:
             if torch.cuda.is_available():
                 self._model.to("cuda")
 
-    def generate(self, conversations: list[Messages], max_new_tokens: int | None = None) -> list[str]:
-        """Answer each conversation; returns the decoded completions, stripped."""
+    def generate(
+        self, conversations: list[Messages], max_new_tokens: int | None = None, expect_json: bool = False
+    ) -> list[Reply]:
+        """Answer each conversation with its decoded completion, stripped, and its token counts.
+
+        ``expect_json`` changes nothing here: the prompt asks for JSON and :func:`ask` repairs it.
+        The completion count is that of the stripped answer text re-encoded, without the end token.
+        """
         self.load()
         prompts = [render_prompt(self._tokenizer, conversation) for conversation in conversations]
-        return generate_texts(
+        texts = generate_texts(
             self._model,
             self._tokenizer,
             prompts,
@@ -52,3 +61,11 @@ class HFTeacher:
             top_p=self.config.top_p,
             seed=self.config.seed,
         )
+        return [
+            Reply(text, prompt_tokens=self._count_tokens(prompt), completion_tokens=self._count_tokens(text))
+            for prompt, text in zip(prompts, texts)
+        ]
+
+    def _count_tokens(self, text: str) -> int:
+        """Tokens of ``text`` as generation encodes it (no special tokens added)."""
+        return len(self._tokenizer(text, add_special_tokens=False)["input_ids"])

@@ -10,6 +10,7 @@ import hashlib
 import json
 import sqlite3
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +27,11 @@ CREATE TABLE IF NOT EXISTS answers (
     created REAL NOT NULL
 )
 """
+
+
+def failure_kind(error: str) -> str:
+    """The kind of a failure reason, the text before its first colon: "HTTP 500: upstream down" -> "HTTP 500"."""
+    return error.split(":", 1)[0].strip() or "unknown"
 
 
 def answer_key(teacher: str, prompt: Any, settings: dict[str, Any]) -> str:
@@ -87,7 +93,31 @@ class AnswerStore:
         """Number of stored answers (successful ones)."""
         return self._connection.execute("SELECT COUNT(*) FROM answers WHERE answer IS NOT NULL").fetchone()[0]
 
+    def stats(self) -> dict[str, Any]:
+        """Totals over every stored request, for a stage's summary.
+
+        Returns:
+            ``answered`` and ``failed`` request counts, ``failed_by_reason`` (failures per
+            reason kind such as ``"timeout"``, ``"HTTP 500"`` or ``"malformed JSON"``, most
+            frequent first), and the ``prompt_tokens`` and ``completion_tokens`` of all stored
+            requests, failed ones included (their tokens were spent too).
+        """
+        answered, failed, prompt_tokens, completion_tokens = self._connection.execute(
+            "SELECT COUNT(answer), COUNT(*) - COUNT(answer), "
+            "COALESCE(SUM(prompt_tokens), 0), COALESCE(SUM(completion_tokens), 0) FROM answers"
+        ).fetchone()
+        errors = self._connection.execute("SELECT error FROM answers WHERE answer IS NULL")
+        reasons = Counter(failure_kind(error or "") for (error,) in errors)
+        return {
+            "answered": answered,
+            "failed": failed,
+            "failed_by_reason": dict(reasons.most_common()),
+            "prompt_tokens": prompt_tokens,
+            "completion_tokens": completion_tokens,
+        }
+
     def close(self) -> None:
+        """Close the database connection."""
         self._connection.close()
 
     def __enter__(self) -> AnswerStore:

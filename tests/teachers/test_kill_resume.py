@@ -54,10 +54,11 @@ def test_kill_then_rerun_loses_and_repeats_nothing(tmp_path, tiny_model, monkeyp
     generated = []
     original = hf.HFTeacher.generate
 
-    def recording(self, conversations, max_new_tokens=None):
+    def recording(self, conversations, max_new_tokens=None, expect_json=False):
         settings = {**self.settings(), "max_new_tokens": max_new_tokens or self.config.max_new_tokens}
+        settings = {**settings, "expect_json": True} if expect_json else settings
         generated.extend(answer_key(self.identity, c, settings) for c in conversations)
-        return original(self, conversations, max_new_tokens)
+        return original(self, conversations, max_new_tokens, expect_json=expect_json)
 
     monkeypatch.setattr(hf.HFTeacher, "generate", recording)
     config = load_config(config_path)
