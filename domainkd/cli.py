@@ -16,6 +16,8 @@ from domainkd.errors import DomainKDError
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Distil a small LLM into a domain specialist.")
 models_app = typer.Typer(no_args_is_help=True, help="Known model sources and the local cache.")
 app.add_typer(models_app, name="models")
+datastore_app = typer.Typer(no_args_is_help=True, help="ReBase datastores: cells of existing datasets, embedded.")
+app.add_typer(datastore_app, name="datastore")
 
 ConfigArg = Annotated[Path, typer.Argument(help="YAML run config, e.g. examples/handbook/config.yaml.")]
 SetOption = Annotated[list[str] | None, typer.Option("--set", help="Override a config value, e.g. --set train.epochs=1.")]
@@ -47,20 +49,44 @@ def run_command(config: ConfigArg, set_: SetOption = None) -> None:
     print(run(_config(config, set_)))
 
 
+StrategyOption = Annotated[
+    list[str] | None,
+    typer.Option("--strategy", help="Use only these data strategies (repeatable); one not in the config runs with its defaults."),
+]
+
+
+def _with_strategies(config: ConfigArg, set_: SetOption, strategies: list[str] | None) -> RunConfig:
+    """The config, its data strategies narrowed to (or extended by) ``strategies``."""
+    loaded = _config(config, set_)
+    if strategies:
+        names = [name.strip() for item in strategies for name in item.split(",") if name.strip()]
+        chosen = {name: loaded.data.strategies.get(name, {}) for name in names}
+        try:
+            loaded.data.strategies = chosen
+        except ValueError as error:  # pydantic's ValidationError: an unknown strategy name
+            raise DomainKDError(f"--strategy: {error.errors()[0]['msg'].removeprefix('Value error, ')}.") from None
+    return loaded
+
+
 @app.command("data")
-def data_command(config: ConfigArg, set_: SetOption = None) -> None:
-    """Read and chunk the documents; show how many teacher calls `teach` will make."""
+def data_command(
+    config: ConfigArg,
+    set_: SetOption = None,
+    strategy: StrategyOption = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Write nothing; show what would be generated and the teacher calls it costs.")] = False,
+) -> None:
+    """Read the documents, records and QA sets; show how many teacher calls `teach` will make."""
     from domainkd.data.build import prepare_data
 
-    print(json.dumps(prepare_data(_config(config, set_)), indent=2))
+    print(json.dumps(prepare_data(_with_strategies(config, set_, strategy), dry_run=dry_run), indent=2))
 
 
 @app.command("teach")
-def teach_command(config: ConfigArg, set_: SetOption = None) -> None:
+def teach_command(config: ConfigArg, set_: SetOption = None, strategy: StrategyOption = None) -> None:
     """Have the teacher write the training set (resumable: answers are stored as they come)."""
     from domainkd.data.build import teach
 
-    print(json.dumps(teach(_config(config, set_)), indent=2))
+    print(json.dumps(teach(_with_strategies(config, set_, strategy)), indent=2))
 
 
 @app.command("train")
@@ -118,6 +144,58 @@ def models_fetch(name: Annotated[str, typer.Argument(help="A name from `domainkd
     if name not in KNOWN_MODELS:
         raise DomainKDError(f"unknown model {name!r}; choose from {', '.join(KNOWN_MODELS)}.")
     print(resolve_model(name, install=True))
+
+
+StoreArg = Annotated[Path, typer.Argument(help="Datastore directory.")]
+
+
+@datastore_app.command("build")
+def datastore_build(
+    store: StoreArg,
+    datasets: Annotated[list[Path], typer.Argument(help=".csv/.jsonl/.json/.parquet files or save_to_disk folders.")],
+    description: Annotated[list[str] | None, typer.Option("--description", help="NAME=TEXT (repeatable).")] = None,
+    encoder: Annotated[str, typer.Option(help="Known name or sentence-transformers folder.")] = "all-minilm-l6-v2",
+    flat_limit: Annotated[int, typer.Option(min=1, help="Most values indexed exactly; more: IVF.")] = 100_000,
+    nlist: Annotated[int | None, typer.Option(min=1, help="IVF cells (default about 4·√values).")] = None,
+    nprobe: Annotated[int, typer.Option(min=1, help="Default IVF cells searched per query vector.")] = 16,
+) -> None:
+    """Embed every cell of the datasets and index them (skipped when nothing changed; a killed build resumes)."""
+    from domainkd.retrieval import DatasetSpec, IndexSettings, build_datastore, read_manifest
+
+    described = dict(_name_value(item, "--description") for item in description or [])
+    specs = [DatasetSpec(path) for path in datasets]
+    unknown = set(described) - {spec.dataset_name for spec in specs}
+    if unknown:
+        names = ", ".join(sorted(unknown))
+        raise DomainKDError(f"--description names {names}, not a dataset here; use a file name without its suffix.")
+    specs = [DatasetSpec(spec.path, description=described.get(spec.dataset_name)) for spec in specs]
+    built = build_datastore(store, specs, encoder, IndexSettings(flat_limit=flat_limit, nlist=nlist, nprobe=nprobe))
+    print(json.dumps({"built": built, **read_manifest(store)}, indent=2))
+
+
+@datastore_app.command("query")
+def datastore_query(
+    store: StoreArg,
+    instruction: Annotated[str, typer.Option(help="The task instruction.")],
+    examples: Annotated[Path, typer.Option(help="CSV/JSONL/JSON file of examples: input, output columns.")],
+    top_k: Annotated[int, typer.Option(min=1, help="Rows to show.")] = 10,
+    ban: Annotated[list[str] | None, typer.Option("--ban", help="Dataset name never returned (repeatable).")] = None,
+    nprobe: Annotated[int | None, typer.Option(min=1, help="IVF cells searched (default: the store's).")] = None,
+) -> None:
+    """Show the rows a ReBase query retrieves: score, its three parts, provenance and values."""
+    from domainkd.retrieval import load_encoder, open_datastore, read_examples, retrieve
+    from domainkd.retrieval.query import format_rows
+
+    opened = open_datastore(store, nprobe)
+    encoder = load_encoder(opened.encoder_reference)
+    print(format_rows(retrieve(opened, encoder, instruction, read_examples(examples), top_k, ban or [])))
+
+
+def _name_value(item: str, option: str) -> tuple[str, str]:
+    name, separator, value = item.partition("=")
+    if not separator or not name.strip() or not value.strip():
+        raise DomainKDError(f"{option} {item!r} must look like NAME=TEXT, e.g. {option} \"squad=Wikipedia QA pairs\".")
+    return name.strip(), value.strip()
 
 
 def main() -> None:

@@ -1,0 +1,244 @@
+"""ReBase: retrieve rows of existing datasets that resemble the task, have the teacher rewrite them into it.
+
+Instead of asking the teacher to invent examples (repetitive, often wrong), ReBase (arXiv
+2407.05463) searches a datastore of existing datasets (every cell embedded, see
+:mod:`domainkd.retrieval.datastore`) with the task instruction and a few input/output
+examples, keeps the top rows (the target dataset itself banned), and asks the teacher to
+transform each row into one example of the task as JSON ``{"input", "output"}`` — with a
+short ``reasoning`` placed before the answer when chain-of-thought is on. An optional yes/no
+check drops transformed examples that do not fit the task.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field
+
+from domainkd.config import StrictModel
+from domainkd.data import grounding
+from domainkd.data.strategies import Plan, StrategyContext, StrategyOutput, register_strategy
+from domainkd.retrieval import DEFAULT_ENCODER, DatasetSpec, IndexSettings, RetrievedRow, TaskExample
+from domainkd.sources import Sources
+from domainkd.teachers.base import Messages
+
+MAX_CELL_CHARS = 600
+FIT_MAX_NEW_TOKENS = 4
+TRANSFORM_SYSTEM = (
+    "You turn records of existing datasets into training examples for a task. Reply with one JSON object only."
+)
+JSON_SHAPE = '{"input": "...", "output": "..."}'
+COT_JSON_SHAPE = '{"reasoning": "one or two sentences that lead to the output", "input": "...", "output": "..."}'
+
+
+class RebaseDataset(StrictModel):
+    """One existing dataset to put in the datastore."""
+
+    path: Path
+    """A .csv / .jsonl / .json / .parquet file or a folder saved with ``datasets``' ``save_to_disk``."""
+    name: str | None = None
+    """Its name in the datastore and the ban list (None: the file name without suffix)."""
+    description: str | None = None
+    """What it holds, compared with the instruction (None: derived from its name and column names)."""
+
+
+class RebaseExample(StrictModel):
+    """One example of the target task."""
+
+    input: str = Field(min_length=1)
+    """What the student is given."""
+    output: str = Field(min_length=1)
+    """What it should answer."""
+
+
+class RebaseParams(StrictModel):
+    """Parameters of the rebase strategy (relative paths resolve against the current directory)."""
+
+    datastore: Path
+    """Datastore directory: built there from ``datasets`` when missing or out of date, else used as built."""
+    datasets: list[RebaseDataset] = Field(default_factory=list)
+    """Datasets to build the datastore from (empty: the datastore must already be built)."""
+    encoder: str = DEFAULT_ENCODER
+    """Sentence encoder building the datastore (a known name or a local sentence-transformers directory); queries
+    always use the encoder the datastore was built with."""
+    instruction: str = Field(min_length=1)
+    """The target task, in one or two sentences."""
+    examples: list[RebaseExample] = Field(min_length=1)
+    """A few (≈3) input/output examples of the task; shown to the teacher and used as queries."""
+    top_k: int = Field(100, ge=1)
+    """Rows retrieved and transformed (ReBase kept ≈3,000 per task)."""
+    candidate_k: int | None = Field(None, ge=1)
+    """Nearest values fetched per example input/output before exact scoring (None: max(512, 2·top_k))."""
+    ban: list[str] = Field(default_factory=list)
+    """Dataset names never retrieved: the target dataset itself and its copies (contamination)."""
+    chain_of_thought: bool = False
+    """Ask for a short reasoning and keep it before the final answer."""
+    fit_filter: bool = False
+    """Ask the teacher a second time whether each transformed example fits the task; drop the ones it says no to."""
+    max_new_tokens: int = Field(256, ge=16)
+    """Token limit of each transformation answer."""
+    flat_limit: int = Field(IndexSettings.flat_limit, ge=1)
+    """Most values indexed exactly; larger datastores get an IVF index."""
+    nprobe: int = Field(IndexSettings.nprobe, ge=1)
+    """IVF cells searched per query vector (larger datastores only)."""
+
+
+@register_strategy("rebase")
+class Rebase:
+    Params = RebaseParams
+
+    def plan(self, sources: Sources, params: RebaseParams) -> Plan:
+        from domainkd.retrieval import read_manifest
+
+        built = read_manifest(params.datastore).get("rows_per_dataset")  # None until built; then a good estimate
+        rows = sum(count for name, count in built.items() if name not in params.ban) if built else None
+        count = min(params.top_k, rows) if rows is not None else params.top_k
+        calls = count * (2 if params.fit_filter else 1)
+        what = f"{count} datastore rows (from {params.datastore}) rewritten by the teacher into the task"
+        return Plan(
+            teacher_calls=calls, examples=count, what=what + (", each checked for fit" if params.fit_filter else "")
+        )
+
+    def build(self, context: StrategyContext, params: RebaseParams) -> StrategyOutput:
+        rows = retrieve_rows(params)
+        output = StrategyOutput()
+        replies = context.ask(
+            [transform_conversation(params, row) for row in rows],
+            "teacher: rebase transform",
+            max_new_tokens=params.max_new_tokens,
+            expect_json=True,
+        )
+        candidates = []
+        seen: set[str] = set()
+        prompt_inputs = {grounding.normalise(example.input) for example in params.examples}
+        for row, reply in zip(rows, replies):
+            base = _provenance(row)
+            example, reason = parse_transformed(reply, params.chain_of_thought)
+            key = grounding.normalise(example["question"]) if example else ""
+            reason = reason or _contamination(key, seen, prompt_inputs, context.held_out_questions)
+            if reason:
+                output.rejected.append({**base, "teacher_reply": reply, "reason": reason})
+                continue
+            seen.add(key)
+            candidates.append({**base, **example})
+        output.examples = self._check_fit(context, params, candidates, output) if params.fit_filter else candidates
+        return output
+
+    @staticmethod
+    def _check_fit(
+        context: StrategyContext, params: RebaseParams, candidates: list[dict], output: StrategyOutput
+    ) -> list[dict]:
+        conversations = [fit_conversation(params, candidate) for candidate in candidates]
+        replies = context.ask(conversations, "teacher: rebase fit check", max_new_tokens=FIT_MAX_NEW_TOKENS)
+        kept = []
+        for candidate, reply in zip(candidates, replies):
+            reason = fit_verdict(reply)
+            if reason:
+                output.rejected.append({**candidate, "teacher_reply": reply, "reason": reason})
+            else:
+                kept.append(candidate)
+        return kept
+
+
+def retrieve_rows(params: RebaseParams) -> list[RetrievedRow]:
+    """Build the datastore if needed (skipped when up to date), then return the task's top rows."""
+    from domainkd.retrieval import build_datastore, load_encoder, open_datastore, retrieve
+
+    if params.datasets:
+        specs = [DatasetSpec(d.path, d.name, d.description) for d in params.datasets]
+        settings = IndexSettings(flat_limit=params.flat_limit, nprobe=params.nprobe)
+        build_datastore(params.datastore, specs, params.encoder, settings)  # loads the encoder only to build
+    store = open_datastore(params.datastore, params.nprobe)
+    encoder = load_encoder(store.encoder_reference)
+    examples = [TaskExample(e.input, e.output) for e in params.examples]
+    return retrieve(store, encoder, params.instruction, examples, params.top_k, params.ban, params.candidate_k)
+
+
+def _provenance(row: RetrievedRow) -> dict[str, Any]:
+    return {
+        "strategy": "rebase",
+        "document": row.dataset,
+        "chunk_id": row.chunk_id,
+        "retrieval_score": round(row.score, 4),
+    }
+
+
+def _contamination(key: str, seen: set[str], prompt_inputs: set[str], held_out: set[str]) -> str | None:
+    """Why a transformed input must not be kept (duplicate, copied example, evaluation question), or None."""
+    if key in held_out:
+        return "same as an evaluation question (contamination)"
+    if key in prompt_inputs:
+        return "copies an example of the prompt"
+    if key in seen:
+        return "duplicate of another transformed example"
+    return None
+
+
+def parse_transformed(reply: str, chain_of_thought: bool) -> tuple[dict[str, str] | None, str | None]:
+    """The example in a canonical-JSON reply, or why there is none.
+
+    Returns:
+        ``({"question", "answer", "variant"}, None)``, or ``(None, reason)``. With chain-of-thought
+        a non-empty ``reasoning`` goes before the answer (``"<reasoning>\\nAnswer: <output>"``).
+    """
+    if not reply.strip():
+        return None, "teacher gave no JSON object (failed or unrepairable)"
+    try:
+        obj = json.loads(reply)
+    except json.JSONDecodeError:
+        return None, "teacher reply is not JSON"
+    fields = {key: obj.get(key) if isinstance(obj, dict) else None for key in ("input", "output", "reasoning")}
+    if not all(isinstance(fields[key], str) and fields[key].strip() for key in ("input", "output")):
+        return None, "JSON lacks a text 'input' or 'output'"
+    question, answer = fields["input"].strip(), fields["output"].strip()
+    reasoning = fields["reasoning"].strip() if chain_of_thought and isinstance(fields["reasoning"], str) else ""
+    if reasoning:
+        return {"question": question, "answer": f"{reasoning}\nAnswer: {answer}", "variant": "transformed+cot"}, None
+    return {"question": question, "answer": answer, "variant": "transformed"}, None
+
+
+def fit_verdict(reply: str) -> str | None:
+    """None when the fit check said yes, else why the example is dropped."""
+    words = grounding.words(reply)
+    if not reply.strip():
+        return "fit check got no answer from the teacher"
+    if words[:1] == ["yes"]:
+        return None
+    if words[:1] == ["no"]:
+        return "teacher judged it does not fit the task"
+    return "fit check answer was neither yes nor no"
+
+
+def _task_block(params: RebaseParams) -> str:
+    shown = "\n\n".join(f"Input: {e.input}\nOutput: {e.output}" for e in params.examples)
+    return f"Task: {params.instruction}\n\nExamples of the task:\n{shown}"
+
+
+def transform_conversation(params: RebaseParams, row: RetrievedRow) -> Messages:
+    """The chat asking the teacher to rewrite one retrieved row into a JSON example of the task."""
+    cells = "\n".join(f"{column}: {_clip(value)}" for column, value in row.fields.items())
+    shape = COT_JSON_SHAPE if params.chain_of_thought else JSON_SHAPE
+    user = (
+        f'{_task_block(params)}\n\nRecord from the dataset "{row.dataset}":\n{cells}\n\n'
+        "Rewrite this record into one new example of the task, in the same format as the examples, "
+        f"using only facts in the record. Reply with JSON only: {shape}"
+    )
+    return [{"role": "system", "content": TRANSFORM_SYSTEM}, {"role": "user", "content": user}]
+
+
+def fit_conversation(params: RebaseParams, example: dict[str, Any]) -> Messages:
+    """The chat asking whether a transformed example is a correct example of the task (yes/no)."""
+    user = (
+        f"{_task_block(params)}\n\nCandidate example:\nInput: {example['question']}\nOutput: {example['answer']}\n\n"
+        "Is the candidate a correct, self-contained example of this task? Answer yes or no."
+    )
+    return [
+        {"role": "system", "content": "You check training examples. Answer only yes or no."},
+        {"role": "user", "content": user},
+    ]
+
+
+def _clip(text: str) -> str:
+    return text if len(text) <= MAX_CELL_CHARS else text[: MAX_CELL_CHARS - 1] + "…"
