@@ -10,6 +10,10 @@ A store is a directory of flat files, one row per response token, examples back 
 - ``logprobs.f16``: ``(tokens, k)`` float16 log-probabilities at ``temperature``, descending.
 - ``log_tail.f16``: ``(tokens,)`` float16 log of the mass outside the top k (``-inf`` when
   ``k = V``); the log, because the mass itself underflows to 0 in float16.
+- ``tail_ids.bin`` and ``tail_entropy.f16``: only when ``tail_samples > 0``: ``tail_samples`` ids per
+  token drawn from the teacher's distribution over the tokens outside its top k (packed like
+  ``ids.bin``), and that distribution's entropy; together they make the top-k forward KL
+  unbiased (:func:`domainkd.distill.losses.tail_correction`) for ``2 + tail_samples·bits/8`` more bytes.
 - ``offsets.i64``: ``(examples_done + 1,)`` cumulative token counts; example ``i`` is rows
   ``offsets[i]:offsets[i + 1]``.
 - ``hidden.f16``: only when ``hidden_size > 0``: ``(tokens, hidden_size)`` float16, the teacher's
@@ -38,16 +42,16 @@ from torch import Tensor
 from torch.nn.utils.rnn import pad_sequence
 from tqdm.auto import tqdm
 
-from domainkd.distill.losses import IGNORE_INDEX, topk_from_logits
+from domainkd.distill.losses import IGNORE_INDEX, sample_tail, topk_from_logits
 from domainkd.errors import DomainKDError
 from domainkd.io import atomic_path, write_json
 from domainkd.models import plain_head
 
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
 META, IDS, LOGPROBS, LOG_TAIL, OFFSETS = "meta.json", "ids.bin", "logprobs.f16", "log_tail.f16", "offsets.i64"
-HIDDEN, TEACHER_HEAD = "hidden.f16", "teacher_head.safetensors"
-DATA_FILES = (IDS, LOGPROBS, LOG_TAIL, OFFSETS, HIDDEN)
-_MATCHED_KEYS = ("format_version", "k", "vocab_size", "bits", "temperature", "hidden_size", "fingerprint")  # to resume
+HIDDEN, TEACHER_HEAD, TAIL_IDS, TAIL_ENTROPY = "hidden.f16", "teacher_head.safetensors", "tail_ids.bin", "tail_entropy.f16"
+DATA_FILES = (IDS, LOGPROBS, LOG_TAIL, OFFSETS, HIDDEN, TAIL_IDS, TAIL_ENTROPY)
+_MATCHED_KEYS = ("format_version", "k", "vocab_size", "bits", "temperature", "hidden_size", "tail_samples", "fingerprint")  # to resume
 _META_KEYS = (*_MATCHED_KEYS, "examples_done", "tokens_done")
 
 
@@ -63,9 +67,11 @@ def _row_bytes(k: int, vocab_size: int) -> int:
     return math.ceil(k * id_bits(vocab_size) / 8)
 
 
-def bytes_per_token(k: int, vocab_size: int) -> int:
-    """Store bytes per response token: packed ids + ``k`` float16 log-probs + one float16 log tail."""
-    return _row_bytes(k, vocab_size) + 2 * k + 2
+def bytes_per_token(k: int, vocab_size: int, tail_samples: int = 0) -> int:
+    """Store bytes per response token: packed ids + ``k`` float16 log-probs + one float16 log tail
+    (+ packed tail samples and one float16 tail entropy when ``tail_samples > 0``)."""
+    tail = _row_bytes(tail_samples, vocab_size) + 2 if tail_samples else 0
+    return _row_bytes(k, vocab_size) + 2 * k + 2 + tail
 
 
 def pack_ids(ids: np.ndarray, bits: int) -> np.ndarray:
@@ -95,7 +101,7 @@ def unpack_ids(packed: np.ndarray, k: int, bits: int) -> np.ndarray:
 
 
 def _new_meta(
-    k: int, vocab_size: int, temperature: float, fingerprint: dict[str, Any], hidden_size: int = 0
+    k: int, vocab_size: int, temperature: float, fingerprint: dict[str, Any], hidden_size: int = 0, tail_samples: int = 0
 ) -> dict[str, Any]:
     if not 1 <= k <= vocab_size:
         raise ValueError(f"k must lie in [1, {vocab_size}] (the vocabulary size), got {k}.")
@@ -105,6 +111,8 @@ def _new_meta(
         raise ValueError(f"temperature must be > 0, got {temperature}.")
     if hidden_size < 0:
         raise ValueError(f"hidden_size must be ≥ 0 (0: no hidden states), got {hidden_size}.")
+    if tail_samples < 0:
+        raise ValueError(f"tail_samples must be ≥ 0 (0: none), got {tail_samples}.")
     return {
         "format_version": FORMAT_VERSION,
         "k": k,
@@ -112,6 +120,7 @@ def _new_meta(
         "bits": id_bits(vocab_size),
         "temperature": float(temperature),
         "hidden_size": hidden_size,
+        "tail_samples": tail_samples,
         "fingerprint": json.loads(json.dumps(fingerprint)),  # as it reads back from meta.json
         "examples_done": 0,
         "tokens_done": 0,
@@ -120,8 +129,10 @@ def _new_meta(
 
 def _expected_sizes(meta: dict[str, Any]) -> dict[str, int]:
     """Bytes each data file holds for the examples ``meta`` describes."""
-    tokens, k = meta["tokens_done"], meta["k"]
+    tokens, k, samples = meta["tokens_done"], meta["k"], meta["tail_samples"]
     return {
+        TAIL_IDS: tokens * _row_bytes(samples, meta["vocab_size"]),
+        TAIL_ENTROPY: tokens * 2 * bool(samples),
         IDS: tokens * _row_bytes(k, meta["vocab_size"]),
         LOGPROBS: tokens * k * 2,
         LOG_TAIL: tokens * 2,
@@ -188,6 +199,7 @@ class TopKStoreWriter:
         temperature: the temperature the log-probabilities are recorded at.
         fingerprint: JSON-serialisable identity of the inputs (teacher, training-set hash, ...).
         hidden_size: the teacher's hidden size to also store its last hidden states; 0: none.
+        tail_samples: ids drawn from the teacher's tail to keep per token (with its entropy); 0: none.
         flush_every: flush after this many appended examples.
         reset: wipe an existing directory instead of resuming it.
     """
@@ -202,12 +214,13 @@ class TopKStoreWriter:
         flush_every: int = 64,
         reset: bool = False,
         hidden_size: int = 0,
+        tail_samples: int = 0,
     ) -> None:
         if flush_every < 1:
             raise ValueError(f"flush_every must be ≥ 1, got {flush_every}.")
         self.directory = Path(directory)
         self.flush_every = flush_every
-        self.meta = _new_meta(k, vocab_size, temperature, fingerprint or {}, hidden_size)
+        self.meta = _new_meta(k, vocab_size, temperature, fingerprint or {}, hidden_size, tail_samples)
         if reset and self.directory.exists():
             shutil.rmtree(self.directory)
         if (self.directory / META).is_file():
@@ -230,7 +243,7 @@ class TopKStoreWriter:
                 f"{self.directory} exists and is not a top-k logits store; delete it or choose another directory."
             )
         self.directory.mkdir(parents=True, exist_ok=True)
-        for name in (IDS, LOGPROBS, LOG_TAIL, HIDDEN):
+        for name in (IDS, LOGPROBS, LOG_TAIL, HIDDEN, TAIL_IDS, TAIL_ENTROPY):
             (self.directory / name).write_bytes(b"")
         (self.directory / OFFSETS).write_bytes(np.zeros(1, dtype="<i8").tobytes())
         write_json(self.directory / META, self.meta)  # last: until here, the directory counts as empty
@@ -254,6 +267,7 @@ class TopKStoreWriter:
         logprobs: Tensor | np.ndarray,
         log_tail: Tensor | np.ndarray,
         hidden: Tensor | np.ndarray | None = None,
+        tail: tuple[Tensor | np.ndarray, Tensor | np.ndarray] | None = None,
     ) -> None:
         """Add one example's top-k (``n`` response tokens, ``n`` may be 0).
 
@@ -263,7 +277,10 @@ class TopKStoreWriter:
             log_tail: ``(n,)`` log of the mass outside the ids.
             hidden: ``(n, hidden_size)`` the teacher's last hidden states; required exactly when
                 the store has a ``hidden_size``.
+            tail: ``(tail_ids (n, tail_samples), tail_entropy (n,))``; required exactly when the
+                store has ``tail_samples``.
         """
+        self._append_tail(len(ids), tail)
         ids, logprobs, log_tail = _to_numpy(ids), _to_numpy(logprobs), _to_numpy(log_tail)
         n, k = len(ids), self.meta["k"]
         if ids.shape != (n, k) or logprobs.shape != (n, k) or log_tail.shape != (n,):
@@ -289,6 +306,18 @@ class TopKStoreWriter:
         self._unflushed += 1
         if self._unflushed >= self.flush_every:
             self.flush()
+
+    def _append_tail(self, n: int, tail: tuple[Tensor | np.ndarray, Tensor | np.ndarray] | None) -> None:
+        samples = self.meta["tail_samples"]
+        if (tail is None) != (samples == 0):
+            raise ValueError(f"this store keeps {samples} tail samples per token; pass tail exactly when > 0.")
+        if tail is None:
+            return
+        tail_ids, entropy = _to_numpy(tail[0]), _to_numpy(tail[1])
+        if tail_ids.shape != (n, samples) or entropy.shape != (n,):
+            raise ValueError(f"expected tail shapes ({n}, {samples}), ({n},); got {tail_ids.shape}, {entropy.shape}.")
+        self._files[TAIL_IDS].write(pack_ids(tail_ids, self.meta["bits"]).tobytes())
+        self._files[TAIL_ENTROPY].write(entropy.astype("<f2").tobytes())
 
     def flush(self) -> None:
         """Sync the data files to disk, then atomically record them in ``meta.json``."""
@@ -339,6 +368,9 @@ class TopKStore:
         self._logprobs = self._map(LOGPROBS, "<f2", (tokens, k))
         self._log_tail = self._map(LOG_TAIL, "<f2", (tokens,))
         self._hidden = self._map(HIDDEN, "<f2", (tokens, self.meta["hidden_size"]))
+        samples = self.meta["tail_samples"]
+        self._tail_ids = self._map(TAIL_IDS, np.uint8, (tokens, _row_bytes(samples, self.meta["vocab_size"])))
+        self._tail_entropy = self._map(TAIL_ENTROPY, "<f2", (tokens * bool(samples),))
 
     def _map(self, name: str, dtype: Any, shape: tuple[int, ...]) -> np.ndarray:
         if math.prod(shape) == 0:  # numpy cannot map zero bytes
@@ -348,7 +380,7 @@ class TopKStore:
     @property
     def bytes_per_token(self) -> int:
         """Store bytes per response token (see :func:`bytes_per_token`)."""
-        return bytes_per_token(self.meta["k"], self.meta["vocab_size"])
+        return bytes_per_token(self.meta["k"], self.meta["vocab_size"], self.meta["tail_samples"])
 
     def __len__(self) -> int:
         return self.meta["examples_done"]
@@ -362,6 +394,16 @@ class TopKStore:
         logprobs = self._logprobs[start:end].astype(np.float32)
         log_tail = self._log_tail[start:end].astype(np.float32)
         return torch.from_numpy(ids), torch.from_numpy(logprobs), torch.from_numpy(log_tail)
+
+    def tail(self, index: int) -> tuple[Tensor, Tensor] | None:
+        """Example ``index``'s ``tail_ids (n, tail_samples)`` long and ``tail_entropy (n,)`` float32; None if not kept."""
+        if not self.meta["tail_samples"]:
+            return None
+        if not 0 <= index < len(self):
+            raise IndexError(f"example {index} is out of range for a store of {len(self)} examples.")
+        start, end = self._offsets[index], self._offsets[index + 1]
+        tail_ids = unpack_ids(np.asarray(self._tail_ids[start:end]), self.meta["tail_samples"], self.meta["bits"])
+        return torch.from_numpy(tail_ids), torch.from_numpy(self._tail_entropy[start:end].astype(np.float32))
 
     def hidden(self, index: int) -> Tensor:
         """Example ``index``'s teacher hidden states ``(n, hidden_size)`` float32 (the store must keep them)."""
@@ -416,6 +458,8 @@ def _teacher_topk_batch(
     temperature: float = 1.0,
     pad_token_id: int = 0,
     hidden: bool = False,
+    tail_samples: int = 0,
+    seeds: Sequence[int] = (),
 ) -> list[tuple[Tensor, ...]]:
     """The teacher's top-k at each example's response tokens, from one right-padded forward.
 
@@ -426,10 +470,12 @@ def _teacher_topk_batch(
         temperature: > 0, for the log-probabilities.
         pad_token_id: any valid id; padded positions are masked and never read.
         hidden: also return the last hidden states ``(n, d)``.
+        tail_samples: also draw this many tail ids per token (:func:`sample_tail`), example ``i``
+            with a generator seeded by ``seeds[i]``, so a resumed recording draws the same.
 
     Returns:
         Per example ``(ids (n, k), logprobs (n, k), log_tail (n,))`` as from :func:`topk_from_logits`,
-        then ``hidden (n, d)`` when asked.
+        then ``hidden (n, d)`` when asked, then ``(tail_ids (n, m), tail_entropy (n,))`` when asked.
     """
     input_ids = _right_pad([example["input_ids"] for example in examples], pad_token_id)  # (B, T)
     labels = _right_pad([example["labels"] for example in examples], IGNORE_INDEX)  # (B, T)
@@ -439,7 +485,9 @@ def _teacher_topk_batch(
     rows, positions = predicts.nonzero(as_tuple=True)  # row-major: each example's tokens in order
     if len(rows) == 0:
         empty = (torch.zeros(0, k, dtype=torch.long), torch.zeros(0, k), torch.zeros(0))
-        return [empty + ((torch.zeros(0, model.config.get_text_config().hidden_size),) if hidden else ())] * len(examples)
+        empty += (torch.zeros(0, model.config.get_text_config().hidden_size),) if hidden else ()
+        empty += ((torch.zeros(0, tail_samples, dtype=torch.long), torch.zeros(0)),) if tail_samples else ()
+        return [empty] * len(examples)
     first = int(positions.min())  # no logits needed before the earliest response token of the batch
     device = model.device
     outputs = model(  # logits (B, T - first, V), freed as soon as the response rows are copied out
@@ -449,11 +497,19 @@ def _teacher_topk_batch(
         output_hidden_states=hidden,
     )
     response_logits = outputs.logits[rows.to(device), (positions - first).to(device)]  # (N, V)
-    parts = [part.cpu() for part in topk_from_logits(response_logits, k, temperature)]
+    top = topk_from_logits(response_logits, k, temperature)
+    parts = [part.cpu() for part in top]
     if hidden:
         parts.append(outputs.hidden_states[-1][rows.to(device), positions.to(device)].float().cpu())  # (N, d)
+    per_example = list(zip(*(part.split(counts) for part in parts)))
+    if tail_samples:
+        logits, ids, log_tail = (part.split(counts) for part in (response_logits, top[0], top[2]))
+        for index, seed in enumerate(seeds):
+            generator = torch.Generator(device=device).manual_seed(seed)
+            tail = sample_tail(logits[index], ids[index], log_tail[index], tail_samples, temperature, generator)
+            per_example[index] += (tuple(part.cpu() for part in tail),)
     del outputs
-    return list(zip(*(part.split(counts) for part in parts)))
+    return per_example
 
 
 def record_teacher_topk(
@@ -469,6 +525,8 @@ def record_teacher_topk(
     flush_every: int = 64,
     progress: bool = True,
     hidden: bool = False,
+    tail_samples: int = 0,
+    seed: int = 0,
 ) -> TopKStore:
     """Record the teacher's top-k for every response token of ``examples`` into ``directory``.
 
@@ -489,6 +547,9 @@ def record_teacher_topk(
         progress: show a progress bar.
         hidden: also keep the teacher's last hidden states (and save its output head and
             embedding, :func:`save_teacher_head`), as DSKD needs.
+        tail_samples: also keep this many ids drawn from the teacher's tail per token, and the
+            tail's entropy, for an unbiased top-k forward KL; 0: none.
+        seed: seeds the tail draws (example ``i`` draws from ``seed`` and ``i``).
 
     Returns:
         The finished store, opened for reading.
@@ -496,7 +557,7 @@ def record_teacher_topk(
     vocab_size = model.get_output_embeddings().weight.shape[0]
     hidden_size = model.config.get_text_config().hidden_size if hidden else 0
     with TopKStoreWriter(
-        directory, k, vocab_size, temperature, fingerprint, flush_every, hidden_size=hidden_size
+        directory, k, vocab_size, temperature, fingerprint, flush_every, hidden_size=hidden_size, tail_samples=tail_samples
     ) as writer:
         if writer.examples_done > len(examples):
             raise DomainKDError(
@@ -509,7 +570,9 @@ def record_teacher_topk(
         with tqdm(total=len(todo), desc="teacher top-k", unit="example", disable=not progress or not todo) as bar:
             for start in range(0, len(todo), batch_size):
                 batch = todo[start : start + batch_size]
-                for parts in _teacher_topk_batch(model, batch, k, temperature, pad_token_id, hidden):
-                    writer.append(*parts)
+                first = writer.examples_done
+                seeds = [seed * 1_000_003 + first + offset for offset in range(len(batch))]
+                for parts in _teacher_topk_batch(model, batch, k, temperature, pad_token_id, hidden, tail_samples, seeds):
+                    writer.append(*parts[:3], hidden=parts[3] if hidden else None, tail=parts[-1] if tail_samples else None)
                 bar.update(len(batch))
     return TopKStore(directory)

@@ -26,7 +26,7 @@ from domainkd.errors import DomainKDError
 from domainkd.models import load_causal_lm, load_tokenizer
 from domainkd.models.cache import resolve_model, sha256_of
 from domainkd.paths import RunPaths
-from domainkd.training.collate import response_ids, tokenize_example
+from domainkd.training.collate import response_ids, tokenize_row
 
 
 def objective_summary(config: RunConfig) -> dict[str, Any]:
@@ -107,6 +107,8 @@ def prepare_distillation(
         "system_prompt": config.system_prompt,
         "teacher_tokenisation": "teacher" if cross_tokenizer else "student",
         "hidden_states": kd.loss == "dskd",
+        "tail_samples": _tail_samples(kd),
+        "seed": config.train.seed,
     }
     store = _recorded_store(paths.teacher_topk, fingerprint, kd, len(examples))
     if store is None:
@@ -114,6 +116,11 @@ def prepare_distillation(
         pad = teacher_pad if cross_tokenizer else tokenizer.pad_token_id
         store = _record(config, paths, shared, teacher_examples, fingerprint, pad)
     return Distillation({**kwargs, "store": store}, teacher_pad)
+
+
+def _tail_samples(kd: KDConfig) -> int:
+    """Tail draws the store keeps: they correct the vanilla forward KL only (see ``tail_correction``)."""
+    return kd.tail_samples if kd.loss == "vanilla" and kd.divergence == "forward_kl" else 0
 
 
 def _require_supported(config: RunConfig, cross_tokenizer: bool) -> None:
@@ -163,9 +170,7 @@ def _pad_token_id(tokenizer: Any) -> int:
 def _add_teacher_tokens(config: RunConfig, teacher_tokenizer: Any, rows: list[dict], examples: list[dict]) -> None:
     """Give each example the teacher's chat-formatted tokenisation of the same exchange."""
     for row, example in zip(rows, examples, strict=True):
-        tokens = tokenize_example(
-            teacher_tokenizer, config.system_prompt, row["question"], row["answer"], config.train.max_length
-        )
+        tokens = tokenize_row(teacher_tokenizer, config.system_prompt, row, config.train.max_length)
         example["teacher_input_ids"], example["teacher_labels"] = tokens["input_ids"], tokens["labels"]
 
 
@@ -215,7 +220,12 @@ def _recorded_store(directory: Path, fingerprint: dict[str, Any], kd: KDConfig, 
     """
     if not (directory / META).is_file():
         return None
-    store = TopKStore(directory)
+    try:
+        store = TopKStore(directory)
+    except DomainKDError as error:  # an older store format, or a store damaged outside a write
+        print(f"{error} Recording afresh.", flush=True)
+        shutil.rmtree(directory)
+        return None
     recorded = (store.meta["fingerprint"], store.meta["k"], store.meta["temperature"])
     if recorded != (json.loads(json.dumps(fingerprint)), kd.top_k, kd.temperature):
         print("teacher top-k inputs changed since the store was recorded; recording afresh", flush=True)
@@ -245,6 +255,8 @@ def _record(
         batch_size=config.train.batch_size,
         pad_token_id=pad_token_id,
         hidden=fingerprint["hidden_states"],
+        tail_samples=fingerprint["tail_samples"],
+        seed=config.train.seed,
     )
     del teacher
     gc.collect()

@@ -56,9 +56,11 @@ class TeacherTopK:
     ids: Tensor  # (M, k) long
     logprobs: Tensor  # (M, k), at the temperature the store was recorded at
     log_tail: Tensor  # (M,), log of the teacher's mass outside ids
+    tail: tuple[Tensor, Tensor] | None = None  # ids drawn from the tail (M, m) and its entropy (M,), if stored
 
     def __getitem__(self, rows: Tensor) -> TeacherTopK:
-        return TeacherTopK(self.ids[rows], self.logprobs[rows], self.log_tail[rows])
+        tail = None if self.tail is None else (self.tail[0][rows], self.tail[1][rows])
+        return TeacherTopK(self.ids[rows], self.logprobs[rows], self.log_tail[rows], tail)
 
 
 TeacherSignal = Tensor | TeacherTopK  # online: teacher logits (M, V); offline: its stored top-k
@@ -132,7 +134,9 @@ def vanilla_kd(
     if isinstance(batch.teacher, TeacherTopK):
         top = batch.teacher
         settings = _settings(kd, normaliser)
-        return topk_kd_loss(batch.student_logits, top.ids, top.logprobs, top.log_tail, batch.labels, **settings)
+        return topk_kd_loss(
+            batch.student_logits, top.ids, top.logprobs, top.log_tail, batch.labels, teacher_tail=top.tail, **settings
+        )
     return kd_loss(batch.student_logits, batch.teacher, batch.labels, **_settings(kd, normaliser))
 
 
@@ -489,7 +493,9 @@ class KDTrainer(ResponseTrainer):
                     "response tokens: the store was written for other inputs; delete it and train again."
                 )
         ids, logprobs, log_tail = (torch.cat(parts).to(indices.device) for parts in zip(*rows))
-        return TeacherTopK(ids, logprobs, log_tail)
+        tails = [self.store.tail(index) for index in indices.tolist()]
+        tail = None if tails[0] is None else tuple(torch.cat(parts).to(indices.device) for parts in zip(*tails))
+        return TeacherTopK(ids, logprobs, log_tail, tail)
 
     # --- on-policy steps (GKD) ---
 

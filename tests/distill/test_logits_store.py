@@ -251,3 +251,43 @@ def test_record_resumes_without_recomputing(tmp_path, teacher, examples, monkeyp
         assert (resumed_ids == one_shot_ids).float().mean() > 0.95  # equal but for near-ties
     with pytest.raises(DomainKDError, match="already holds 3 examples"):
         record(examples[:1], "resumed")
+
+
+def test_tail_samples_round_trip_and_size(tmp_path):
+    ids, logprobs, log_tail = random_topk(5, 4, vocab_size=300, seed=0)
+    tail_ids = torch.randint(300, (5, 3), generator=torch.Generator().manual_seed(1))
+    entropy = torch.rand(5) * 4
+    with TopKStoreWriter(tmp_path / "s", 4, 300, fingerprint=FINGERPRINT, tail_samples=3) as writer:
+        with pytest.raises(ValueError, match="pass tail exactly when > 0"):
+            writer.append(ids, logprobs, log_tail)
+        writer.append(ids, logprobs, log_tail, tail=(tail_ids, entropy))
+    store = TopKStore(tmp_path / "s")
+    stored_ids, stored_entropy = store.tail(0)
+    assert torch.equal(stored_ids, tail_ids)
+    torch.testing.assert_close(stored_entropy, entropy, atol=FP16_ATOL, rtol=1e-3)
+    assert store.bytes_per_token == bytes_per_token(4, 300) + math.ceil(3 * 9 / 8) + 2
+    on_disk = sum(path.stat().st_size for path in (tmp_path / "s").iterdir() if path.suffix != ".json" and path.name != "offsets.i64")
+    assert on_disk == 5 * store.bytes_per_token
+
+
+def test_record_with_tail_samples_draws_from_the_tail_and_resumes_identically(tmp_path, teacher, examples):
+    model, _ = teacher
+
+    def record(rows, name):
+        return record_teacher_topk(
+            model, rows, tmp_path / name, k=5, fingerprint=FINGERPRINT, progress=False, tail_samples=4, seed=7, batch_size=2
+        )
+
+    one_shot = record(examples, "one-shot")
+    record(examples[:1], "resumed")
+    resumed = record(examples, "resumed")
+    for index in range(len(examples)):
+        (ids, _, _), (tail_ids, _) = one_shot[index], one_shot.tail(index)
+        assert tail_ids.shape == (len(ids), 4) and not (tail_ids[:, :, None] == ids[:, None, :]).any()
+        assert torch.equal(resumed.tail(index)[0], tail_ids)
+    assert one_shot.meta["tail_samples"] == 4
+
+
+def test_bytes_per_token_with_eight_tail_samples_stays_under_300_for_large_vocabularies():
+    assert bytes_per_token(64, 49_152, tail_samples=8) == 276
+    assert bytes_per_token(64, 262_144, tail_samples=8) == 294

@@ -15,6 +15,7 @@ from domainkd.distill import (
     kd_loss,
     masked_mean,
     reverse_kl,
+    sample_tail,
     skew_forward_kl,
     skew_reverse_kl,
     topk_divergence,
@@ -264,6 +265,66 @@ def test_topk_is_close_for_a_peaked_teacher():
     full = forward_kl(student, teacher)
     bucketed = topk_divergence(student, *topk_from_logits(teacher, k=8), "forward_kl")
     assert ((bucketed - full).abs() <= 0.1 * full).all()
+
+
+def test_tail_samples_make_the_topk_forward_kl_unbiased():
+    student, teacher = logits(4, 300, seed=1, scale=2), logits(4, 300, seed=2, scale=2)
+    ids, top_logprobs, log_tail = topk_from_logits(teacher, k=16)
+    full, bucketed = forward_kl(student, teacher), topk_divergence(student, ids, top_logprobs, log_tail)
+    assert (bucketed < 0.97 * full).all()  # the buckets alone are a lower bound, well below here
+    generator = torch.Generator().manual_seed(0)
+    tail = sample_tail(teacher, ids, log_tail, samples=20_000, generator=generator)
+    assert tail[0].shape == (4, 20_000) and not (tail[0][:, :, None] == ids[:, None, :]).any()
+    corrected = topk_divergence(student, ids, top_logprobs, log_tail, "forward_kl", 1.0, *tail)
+    torch.testing.assert_close(corrected, full, rtol=0.01, atol=0)
+
+
+def test_tail_entropy_is_exact_and_an_empty_tail_adds_nothing():
+    teacher = logits(3, 40, seed=2, scale=2)
+    ids, _, log_tail = topk_from_logits(teacher, k=10)
+    _, entropy = sample_tail(teacher, ids, log_tail, samples=2)
+    tail_probs = teacher.double().softmax(-1).scatter(-1, ids, 0.0)
+    tail_probs = tail_probs / tail_probs.sum(-1, keepdim=True)
+    expected = -(tail_probs * tail_probs.clamp_min(1e-300).log()).sum(-1)
+    torch.testing.assert_close(entropy.double(), expected, rtol=1e-4, atol=1e-6)
+    student = logits(3, 40, seed=1)
+    all_ids, all_logprobs, no_tail = topk_from_logits(teacher, k=40)
+    tail = sample_tail(teacher, all_ids, no_tail, samples=3)
+    assert (tail[1] == 0).all()
+    torch.testing.assert_close(
+        topk_divergence(student, all_ids, all_logprobs, no_tail, "forward_kl", 1.0, *tail), forward_kl(student, teacher)
+    )
+
+
+def test_tail_corrected_gradient_is_unbiased():
+    teacher = logits(2, 60, seed=2, scale=2, dtype=torch.float64)
+    ids, top_logprobs, log_tail = topk_from_logits(teacher, k=6)
+    student = logits(2, 60, seed=1, dtype=torch.float64).requires_grad_()
+    (full_gradient,) = torch.autograd.grad(forward_kl(student, teacher).sum(), student)
+    tail = sample_tail(teacher, ids, log_tail, samples=50_000, generator=torch.Generator().manual_seed(3))
+    corrected = topk_divergence(student, ids, top_logprobs, log_tail, "forward_kl", 1.0, *tail).sum()
+    (gradient,) = torch.autograd.grad(corrected, student)
+    torch.testing.assert_close(gradient, full_gradient, atol=2e-3, rtol=0)
+
+
+def test_tail_samples_are_refused_for_other_divergences():
+    teacher, student = logits(2, 30, seed=2), logits(2, 30, seed=1)
+    ids, top_logprobs, log_tail = topk_from_logits(teacher, k=5)
+    tail = sample_tail(teacher, ids, log_tail, samples=2)
+    with pytest.raises(ValueError, match="forward KL only, not jsd"):
+        topk_divergence(student, ids, top_logprobs, log_tail, "jsd", 1.0, *tail)
+
+
+def test_topk_kd_loss_with_tail_is_the_same_in_chunks():
+    student, teacher = logits(7, 50, seed=1), logits(7, 50, seed=2, scale=2)
+    labels = labels_for((7,), 50, torch.tensor([False, True, False, False, False, True, False]), seed=3)
+    ids, top_logprobs, log_tail = topk_from_logits(teacher, k=4)
+    tail = sample_tail(teacher, ids, log_tail, samples=3, generator=torch.Generator().manual_seed(0))
+    whole, _ = topk_kd_loss(student, ids, top_logprobs, log_tail, labels, teacher_tail=tail)
+    chunked, _ = topk_kd_loss(student, ids, top_logprobs, log_tail, labels, teacher_tail=tail, chunk_size=3)
+    plain, _ = topk_kd_loss(student, ids, top_logprobs, log_tail, labels)
+    torch.testing.assert_close(whole, chunked)
+    assert not torch.allclose(whole, plain)
 
 
 def test_topk_gradient_matches_finite_differences():
