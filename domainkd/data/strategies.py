@@ -14,7 +14,6 @@ from typing import Any, Protocol
 from pydantic import BaseModel, ValidationError
 
 from domainkd.sources import Chunk, Sources
-from domainkd.teachers.base import Messages
 
 AskTeacher = Callable[..., list[str]]
 """(conversations, progress label, max_new_tokens=None, expect_json=False) -> answers, through the run's
