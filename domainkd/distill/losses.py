@@ -437,7 +437,7 @@ def sample_tail(
 
 
 def tail_correction(
-    student_logprobs: Tensor, teacher_topk_ids: Tensor, teacher_log_tail: Tensor, tail_ids: Tensor, tail_entropy: Tensor
+    student_logprobs: Tensor, student_log_tail: Tensor, teacher_log_tail: Tensor, tail_ids: Tensor, tail_entropy: Tensor
 ) -> Tensor:
     """Unbiased estimate of ``p_T · KL(p̃ ‖ q̃)``, what the forward KL on ``k + 1`` buckets leaves out.
 
@@ -447,7 +447,7 @@ def tail_correction(
 
     Args:
         student_logprobs: ``(N, V)`` log q at the temperature of the store.
-        teacher_topk_ids: ``(N, k)``.
+        student_log_tail: ``(N,)`` log q_T, the student's mass outside the teacher's top k.
         teacher_log_tail: ``(N,)`` log p_T.
         tail_ids: ``(N, m)`` ids drawn from p̃ (:func:`sample_tail`).
         tail_entropy: ``(N,)`` H(p̃).
@@ -456,7 +456,6 @@ def tail_correction(
         ``(N,)``.
     """
     has_tail = torch.isfinite(teacher_log_tail)  # k = V leaves no tail: nothing to correct (and no inf in grads)
-    student_log_tail = _logsumexp(student_logprobs.scatter(-1, teacher_topk_ids, _NEG_INF))  # log q_T, (N,)
     student_log_tail = torch.where(has_tail, student_log_tail, torch.zeros_like(student_log_tail))
     student_tail = student_logprobs.gather(-1, tail_ids) - student_log_tail[..., None]  # log q̃_j, (N, m)
     estimate = teacher_log_tail.exp() * (-student_tail.mean(-1) - tail_entropy)
@@ -523,7 +522,7 @@ def topk_divergence(
     if divergence_name != "forward_kl":
         raise ValueError(f"tail samples correct the forward KL only, not {divergence_name}; record the store without them.")
     log_tail = teacher_log_tail.to(student_logprobs.dtype)
-    return bucketed + tail_correction(student_logprobs, teacher_topk_ids, log_tail, teacher_tail_ids, teacher_tail_entropy)
+    return bucketed + tail_correction(student_logprobs, student_tail, log_tail, teacher_tail_ids, teacher_tail_entropy)
 
 
 def _topk_token_losses(
