@@ -63,25 +63,22 @@ EXAMPLE_WORDS = frozenset(
 """Distinctive words of the one-shot examples; an output that adds one copied the example."""
 
 
+def few_shot(system: str, examples: list[tuple[str, str]], user: str) -> Messages:
+    """A system prompt, worked (request, reply) examples as earlier turns, then the request itself."""
+    messages: Messages = [{"role": "system", "content": system}]
+    for example_request, example_reply in examples:
+        messages += [{"role": "user", "content": example_request}, {"role": "assistant", "content": example_reply}]
+    return messages + [{"role": "user", "content": user}]
+
+
 def qa_conversation(title: str, fact: str, style: str = "quiz") -> Messages:
     """Ask for one question/answer pair about ``fact`` from the section ``title``, in a ``QA_STYLES`` style."""
-    return [
-        {"role": "system", "content": QA_SYSTEM},
-        {"role": "user", "content": _QA_EXAMPLE_USER},
-        {"role": "assistant", "content": QA_STYLES[style]},
-        {"role": "user", "content": f"Section: {title}\nFact: {fact}"},
-    ]
+    return few_shot(QA_SYSTEM, [(_QA_EXAMPLE_USER, QA_STYLES[style])], f"Section: {title}\nFact: {fact}")
 
 
 def paraphrase_conversation(question: str, variant: int) -> Messages:
     """Ask for one rewording of ``question``; ``variant`` picks the one-shot example."""
-    example_question, example_rewording = PARAPHRASE_EXAMPLES[variant % len(PARAPHRASE_EXAMPLES)]
-    return [
-        {"role": "system", "content": PARAPHRASE_SYSTEM},
-        {"role": "user", "content": example_question},
-        {"role": "assistant", "content": example_rewording},
-        {"role": "user", "content": question},
-    ]
+    return few_shot(PARAPHRASE_SYSTEM, [PARAPHRASE_EXAMPLES[variant % len(PARAPHRASE_EXAMPLES)]], question)
 
 
 def parse_qa(text: str) -> tuple[str, str] | None:
@@ -191,26 +188,15 @@ INSTRUCTION_KINDS = {
 def instruction_conversation(title: str, text: str, kind: str) -> Messages:
     """Ask for one instruction of ``kind`` (a key of :data:`INSTRUCTION_KINDS`) about a section's text."""
     asks_for, example_instruction, _ = INSTRUCTION_KINDS[kind]
-    return [
-        {"role": "system", "content": INSTRUCTION_SYSTEM},
-        {"role": "user", "content": f"Section: {EXAMPLE_SECTION}\nText: {EXAMPLE_TEXT}\nKind: {asks_for}"},
-        {"role": "assistant", "content": example_instruction},
-        {"role": "user", "content": f"Section: {title}\nText: {text}\nKind: {asks_for}"},
-    ]
+    example = (f"Section: {EXAMPLE_SECTION}\nText: {EXAMPLE_TEXT}\nKind: {asks_for}", example_instruction)
+    return few_shot(INSTRUCTION_SYSTEM, [example], f"Section: {title}\nText: {text}\nKind: {asks_for}")
 
 
 def instructed_answer_conversation(title: str, text: str, instruction: str, kind: str) -> Messages:
     """Ask the teacher to follow ``instruction`` with the section's text as its only source."""
     _, example_instruction, example_answer = INSTRUCTION_KINDS[kind]
-    return [
-        {"role": "system", "content": INSTRUCTED_ANSWER_SYSTEM},
-        {
-            "role": "user",
-            "content": f"Section: {EXAMPLE_SECTION}\nText: {EXAMPLE_TEXT}\nInstruction: {example_instruction}",
-        },
-        {"role": "assistant", "content": example_answer},
-        {"role": "user", "content": f"Section: {title}\nText: {text}\nInstruction: {instruction}"},
-    ]
+    example = (f"Section: {EXAMPLE_SECTION}\nText: {EXAMPLE_TEXT}\nInstruction: {example_instruction}", example_answer)
+    return few_shot(INSTRUCTED_ANSWER_SYSTEM, [example], f"Section: {title}\nText: {text}\nInstruction: {instruction}")
 
 
 # --- unstructured: a passage rewritten as one explanatory paragraph.
@@ -227,12 +213,7 @@ _PASSAGE_EXAMPLE = (
 
 def passage_rewrite_conversation(passage: str) -> Messages:
     """Ask for ``passage`` rewritten as one explanatory paragraph with the same names and numbers."""
-    return [
-        {"role": "system", "content": PASSAGE_REWRITE_SYSTEM},
-        {"role": "user", "content": _PASSAGE_EXAMPLE[0]},
-        {"role": "assistant", "content": _PASSAGE_EXAMPLE[1]},
-        {"role": "user", "content": passage},
-    ]
+    return few_shot(PASSAGE_REWRITE_SYSTEM, [_PASSAGE_EXAMPLE], passage)
 
 
 # --- structured: a templated question about a record reworded, with a one-sentence answer.
@@ -248,12 +229,7 @@ _VERBALISE_EXAMPLE = (
 
 def verbalise_conversation(fact: str, template_question: str) -> Messages:
     """Ask for a natural wording of ``template_question`` and a one-sentence answer stating ``fact``."""
-    return [
-        {"role": "system", "content": VERBALISE_SYSTEM},
-        {"role": "user", "content": _VERBALISE_EXAMPLE[0]},
-        {"role": "assistant", "content": _VERBALISE_EXAMPLE[1]},
-        {"role": "user", "content": f"Fact: {fact}\nTemplate: {template_question}"},
-    ]
+    return few_shot(VERBALISE_SYSTEM, [_VERBALISE_EXAMPLE], f"Fact: {fact}\nTemplate: {template_question}")
 
 
 # --- qa_set: a terse answer rewritten as one full sentence.
@@ -269,12 +245,7 @@ _FULL_ANSWER_EXAMPLE = (
 
 def full_answer_conversation(question: str, answer: str) -> Messages:
     """Ask for the terse ``answer`` to ``question`` as one full sentence."""
-    return [
-        {"role": "system", "content": FULL_ANSWER_SYSTEM},
-        {"role": "user", "content": _FULL_ANSWER_EXAMPLE[0]},
-        {"role": "assistant", "content": _FULL_ANSWER_EXAMPLE[1]},
-        {"role": "user", "content": f"Question: {question}\nShort answer: {answer}"},
-    ]
+    return few_shot(FULL_ANSWER_SYSTEM, [_FULL_ANSWER_EXAMPLE], f"Question: {question}\nShort answer: {answer}")
 
 
 # --- refusal: in-domain questions a section does not answer, and a yes/no check of that.
@@ -298,20 +269,12 @@ _ANSWERED_EXAMPLES = [
 
 def unanswerable_conversation(title: str, text: str, variant: int) -> Messages:
     """Ask for one on-topic question that the section's text does not answer; ``variant`` picks the example."""
-    return [
-        {"role": "system", "content": UNANSWERABLE_SYSTEM},
-        {"role": "user", "content": f"Section: {EXAMPLE_SECTION}\nText: {EXAMPLE_TEXT}"},
-        {"role": "assistant", "content": UNANSWERABLE_EXAMPLES[variant % len(UNANSWERABLE_EXAMPLES)]},
-        {"role": "user", "content": f"Section: {title}\nText: {text}"},
-    ]
+    example_question = UNANSWERABLE_EXAMPLES[variant % len(UNANSWERABLE_EXAMPLES)]
+    example = (f"Section: {EXAMPLE_SECTION}\nText: {EXAMPLE_TEXT}", example_question)
+    return few_shot(UNANSWERABLE_SYSTEM, [example], f"Section: {title}\nText: {text}")
 
 
 def answered_conversation(text: str, question: str) -> Messages:
     """Ask whether ``text`` answers ``question`` (reply "yes" or "no"; read it with :func:`parse_yes_no`)."""
-    messages: Messages = [{"role": "system", "content": ANSWERED_SYSTEM}]
-    for example_question, verdict in _ANSWERED_EXAMPLES:
-        messages += [
-            {"role": "user", "content": f"Text: {EXAMPLE_TEXT}\nQuestion: {example_question}"},
-            {"role": "assistant", "content": verdict},
-        ]
-    return messages + [{"role": "user", "content": f"Text: {text}\nQuestion: {question}"}]
+    examples = [(f"Text: {EXAMPLE_TEXT}\nQuestion: {asked}", verdict) for asked, verdict in _ANSWERED_EXAMPLES]
+    return few_shot(ANSWERED_SYSTEM, examples, f"Text: {text}\nQuestion: {question}")

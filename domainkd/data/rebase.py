@@ -20,6 +20,7 @@ from pydantic import Field
 from domainkd.config import StrictModel
 from domainkd.data import grounding
 from domainkd.data.strategies import Plan, StrategyContext, StrategyOutput, register_strategy
+from domainkd.models import chat_messages
 from domainkd.retrieval import DEFAULT_ENCODER, DatasetSpec, IndexSettings, RetrievedRow, TaskExample
 from domainkd.sources import Sources
 from domainkd.teachers.base import Messages
@@ -225,7 +226,7 @@ def transform_conversation(params: RebaseParams, row: RetrievedRow) -> Messages:
         "Rewrite this record into one new example of the task, in the same format as the examples, "
         f"using only facts in the record. Reply with JSON only: {shape}"
     )
-    return [{"role": "system", "content": TRANSFORM_SYSTEM}, {"role": "user", "content": user}]
+    return chat_messages(TRANSFORM_SYSTEM, user)
 
 
 def fit_conversation(params: RebaseParams, example: dict[str, Any]) -> Messages:
@@ -234,10 +235,7 @@ def fit_conversation(params: RebaseParams, example: dict[str, Any]) -> Messages:
         f"{_task_block(params)}\n\nCandidate example:\nInput: {example['question']}\nOutput: {example['answer']}\n\n"
         "Is the candidate a correct, self-contained example of this task? Answer yes or no."
     )
-    return [
-        {"role": "system", "content": "You check training examples. Answer only yes or no."},
-        {"role": "user", "content": user},
-    ]
+    return chat_messages("You check training examples. Answer only yes or no.", user)
 
 
 def _clip(text: str) -> str:
