@@ -20,9 +20,8 @@ from domainkd.data.strategies import STRATEGIES, StrategyContext, strategy_param
 from domainkd.errors import DomainKDError
 from domainkd.io import read_jsonl, write_json, write_jsonl
 from domainkd.paths import RunPaths
-from domainkd import sources as sources_module
 from domainkd.models import load_tokenizer
-from domainkd.sources import Chunk, Sources, load_sources, save_sources
+from domainkd.sources import Chunk, Sources, load_sources, read_sources, save_sources
 from domainkd.teachers import AnswerStore, ask, build_teacher
 
 
@@ -35,7 +34,7 @@ def prepare_data(config: RunConfig, dry_run: bool = False) -> dict[str, Any]:
     """
     paths = RunPaths(config.output_dir)
     skipped: dict[str, str] = {}
-    sources = read_sources(config, skipped)
+    sources = _configured_sources(config, skipped)
     plans = {name: STRATEGIES[name].plan(sources, strategy_params(name, params)) for name, params in config.data.strategies.items()}
     summary = {
         **sources.counts(),
@@ -55,11 +54,13 @@ def prepare_data(config: RunConfig, dry_run: bool = False) -> dict[str, Any]:
     return summary
 
 
-def read_sources(config: RunConfig, skipped: dict[str, str] | None = None) -> Sources:
+def _configured_sources(config: RunConfig, skipped: dict[str, str] | None = None) -> Sources:
     """The configured documents (chunked by the data tokenizer), records and QA sets."""
     data = config.data
-    count_tokens = _token_counter(data.tokenizer or config.student.model, config.student.trust_remote_code) if data.documents else len
-    sources = sources_module.read_sources(data.documents, data.records, data.qa_sets, count_tokens, data.chunk_tokens, data.chunk_overlap_tokens, skipped)
+    count_tokens = _token_counter(data.tokenizer or config.student.model, config.student.trust_remote_code)
+    sources = read_sources(
+        data.documents, data.records, data.qa_sets, count_tokens, data.chunk_tokens, data.chunk_overlap_tokens, skipped
+    )
     if not (sources.chunks or sources.records or sources.qa_pairs):
         raise DomainKDError("the configured sources hold no usable text, record or QA pair; check data.documents, data.records and data.qa_sets.")
     return sources

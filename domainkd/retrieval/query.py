@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from domainkd.errors import DomainKDError
-from domainkd.retrieval.datastore import Datastore
+from domainkd.retrieval.datastore import Datastore, StoredRow
 from domainkd.retrieval.encoder import SentenceEncoder
 from domainkd.sources.records import read_rows
 
@@ -56,13 +56,9 @@ class RowScores:
 
 
 @dataclass(frozen=True)
-class RetrievedRow:
+class RetrievedRow(StoredRow):
     """A datastore row chosen for the task, with its score and the score's parts."""
 
-    row_id: int
-    dataset: str
-    row_number: int
-    fields: dict[str, str]
     score: float
     best_input: float
     best_output: float

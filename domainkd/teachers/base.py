@@ -82,6 +82,14 @@ def register_teacher(name: str) -> Callable[[Callable[[TeacherConfig], Teacher]]
     return add
 
 
+def generation_settings(config: TeacherConfig) -> dict[str, Any]:
+    """The generation settings that decide a teacher's answer (part of every answer-store key)."""
+    settings: dict[str, Any] = {"max_new_tokens": config.max_new_tokens, "temperature": config.temperature}
+    if config.temperature > 0:
+        settings.update(top_p=config.top_p, seed=config.seed)
+    return settings
+
+
 def known_teachers() -> dict[str, Callable[[TeacherConfig], Teacher]]:
     """The registry with the built-in backends loaded."""
     import domainkd.teachers.hf  # noqa: F401  (registers "hf")

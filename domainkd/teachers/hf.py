@@ -8,7 +8,7 @@ import torch
 
 from domainkd.config import TeacherConfig
 from domainkd.models import generate_texts, load_causal_lm, render_prompt
-from domainkd.teachers.base import Messages, Reply, register_teacher
+from domainkd.teachers.base import Messages, Reply, generation_settings, register_teacher
 
 
 @register_teacher("hf")
@@ -24,13 +24,7 @@ class HFTeacher:
 
     def settings(self) -> dict[str, Any]:
         """Generation settings that decide the answer."""
-        settings: dict[str, Any] = {
-            "max_new_tokens": self.config.max_new_tokens,
-            "temperature": self.config.temperature,
-        }
-        if self.config.temperature > 0:
-            settings.update(top_p=self.config.top_p, seed=self.config.seed)
-        return settings
+        return generation_settings(self.config)
 
     def load(self) -> None:
         """Load the model and tokenizer once."""

@@ -23,7 +23,7 @@ import httpx
 
 from domainkd.config import TeacherConfig
 from domainkd.errors import DomainKDError
-from domainkd.teachers.base import Messages, Reply, register_teacher
+from domainkd.teachers.base import Messages, Reply, generation_settings, register_teacher
 
 MAX_RETRY_AFTER_S = 60.0
 """Longest wait a server's Retry-After header may impose before a retry."""
@@ -61,14 +61,7 @@ class OpenAITeacher:
 
     def settings(self) -> dict[str, Any]:
         """Request settings that decide the answer."""
-        settings: dict[str, Any] = {
-            "max_new_tokens": self.config.max_new_tokens,
-            "temperature": self.config.temperature,
-            "json_mode": self.config.json_mode,
-        }
-        if self.config.temperature > 0:
-            settings.update(top_p=self.config.top_p, seed=self.config.seed)
-        return settings
+        return {**generation_settings(self.config), "json_mode": self.config.json_mode}
 
     def load(self) -> None:
         """Open the connection pool and check once that a server answers at ``base_url``.

@@ -6,7 +6,7 @@ from typing import Any
 
 from domainkd.config import TeacherConfig
 from domainkd.errors import DomainKDError
-from domainkd.teachers.base import Messages, Reply, register_teacher
+from domainkd.teachers.base import Messages, Reply, generation_settings, register_teacher
 
 _MISSING_VLLM = (
     "the vllm teacher backend needs vLLM, which is not installed; run `pip install vllm` "
@@ -26,13 +26,7 @@ class VLLMTeacher:
 
     def settings(self) -> dict[str, Any]:
         """Generation settings that decide the answer."""
-        settings: dict[str, Any] = {
-            "max_new_tokens": self.config.max_new_tokens,
-            "temperature": self.config.temperature,
-        }
-        if self.config.temperature > 0:
-            settings.update(top_p=self.config.top_p, seed=self.config.seed)
-        return settings
+        return generation_settings(self.config)
 
     def load(self) -> None:
         """Start the vLLM engine once on the resolved local model directory.
