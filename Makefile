@@ -23,6 +23,8 @@ setup: $(BIN)/domainkd
 models: setup
 	$(BIN)/domainkd models fetch smollm2-135m-instruct
 	$(BIN)/domainkd models fetch qwen2.5-coder-0.5b-instruct
+	$(BIN)/domainkd models fetch all-minilm-l6-v2
+	$(BIN)/domainkd models fetch wordnet
 
 demo: models
 	time $(BIN)/domainkd run examples/handbook/config.yaml
@@ -30,6 +32,7 @@ demo: models
 test: setup
 	$(BIN)/domainkd models fetch smollm2-135m-instruct
 	$(BIN)/domainkd models fetch all-minilm-l6-v2
+	$(BIN)/domainkd models fetch wordnet
 	$(BIN)/python -m pytest -q
 
 clean:

