@@ -44,6 +44,12 @@ def test_every_stage_end_to_end(tiny_config, capsys):
     assert "| system | fact_accuracy ↑" in text
     assert "| student |" in text
     assert paths.report.read_text() == text
+    assert {"bleu", "meteor", "bertscore_f1", "hallucination_rate"} <= set(metrics["metrics"])
+    assert metrics["comparisons"]["token_f1"][0].keys() >= {"a", "b", "p_holm", "significant"}
+    assert "## Significant differences" in text
+    page = paths.report_html.read_text()
+    assert page.count("<svg") >= 3 and "Per-example" in page
+    assert json.loads(paths.report_json.read_text()) == metrics
 
 
 def test_rerun_reuses_answers_checkpoints_and_predictions(tiny_config, monkeypatch):
