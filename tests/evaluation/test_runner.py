@@ -1,0 +1,62 @@
+"""The eval stage on tiny models: registry metrics, per-example scores, judge failures counted, MCQ log-likelihoods."""
+
+import json
+
+from domainkd.config import TeacherConfig
+from domainkd.data.build import prepare_data
+from domainkd.evaluation import evaluate
+from domainkd.io import read_jsonl
+from domainkd.paths import RunPaths
+
+
+def test_eval_keeps_per_example_scores_cis_categories_and_cost(tiny_config):
+    tiny_config.eval.systems = ["base_student", "teacher_closed_book"]
+    tiny_config.eval.metrics = ["token_f1", "bleu", "refusal_rate"]
+    metrics = evaluate(tiny_config)
+    paths = RunPaths(tiny_config.output_dir)
+    rows = read_jsonl(paths.predictions("base_student"))
+    assert [sorted(row["scores"]) for row in rows] == [["bleu", "refusal_rate", "token_f1"]] * 3
+    assert rows[2]["scores"]["token_f1"] is None and rows[2]["scores"]["refusal_rate"] in (0.0, 1.0)
+    assert all(row["seconds"] > 0 and row["answer_tokens"] >= 0 for row in rows)
+    summary = metrics["systems"]["base_student"]["scores"]["token_f1"]
+    assert summary["n"] == 2 and summary["ci_low"] <= summary["mean"] <= summary["ci_high"]
+    assert metrics["metrics"]["bleu"]["family"] == "n-gram"
+    assert metrics["categories"]["token_f1"]["base_student"].keys() == {"uncategorised"}
+    assert metrics["systems"]["base_student"]["cost"]["seconds_per_answer"] > 0
+    [pair] = metrics["comparisons"]["token_f1"]  # same model twice: no difference
+    assert (pair["a"], pair["b"], pair["mean_difference"], pair["significant"]) == ("base_student", "teacher_closed_book", 0.0, False)
+
+
+def test_unparseable_judge_replies_are_counted_failures_never_nan(tiny_config, tiny_model):
+    tiny_config.eval.systems = ["base_student"]
+    tiny_config.eval.judge = TeacherConfig(model=str(tiny_model), max_new_tokens=8)
+    tiny_config.eval.metrics = ["token_f1", "judge_correctness", "judge_faithfulness"]
+    prepare_data(tiny_config)  # the chunks give faithfulness its source text
+    metrics = evaluate(tiny_config)
+    scores = metrics["systems"]["base_student"]["scores"]
+    assert scores["judge_correctness"] == {"mean": None, "n": 0, "ci_low": None, "ci_high": None, "failures": 2}
+    assert scores["judge_faithfulness"]["failures"] == 2  # both in-scope questions have a source section
+    assert (RunPaths(tiny_config.output_dir).root / "eval" / "judge.sqlite").is_file()
+    assert "NaN" not in RunPaths(tiny_config.output_dir).metrics.read_text()
+
+
+def test_multiple_choice_questions_get_option_logliks(tiny_config, tmp_path):
+    teleqna = {
+        f"question {i}": {
+            "question": f"Which badge fee applies in case {i}?",
+            "option 1": "15 euros", "option 2": "85 euros", "option 3": "27 days",
+            "answer": "option 1: 15 euros", "explanation": "Replacement badges cost 15 euros.", "category": "Security",
+        }
+        for i in range(3)
+    }
+    questions = tmp_path / "mcq.json"
+    questions.write_text(json.dumps(teleqna), encoding="utf-8")
+    tiny_config.eval.questions = questions
+    tiny_config.eval.systems = ["base_student"]
+    tiny_config.eval.metrics = ["multiple_choice", "hallucination_rate"]
+    metrics = evaluate(tiny_config)
+    rows = read_jsonl(RunPaths(tiny_config.output_dir).predictions("base_student"))
+    assert all(len(row["option_logliks"]) == 3 and all(value[0] < 0 for value in row["option_logliks"]) for row in rows)
+    loglik = metrics["systems"]["base_student"]["scores"]["mcq_loglik_accuracy"]
+    assert loglik["n"] == 3 and loglik["mean"] in (0.0, 1 / 3, 2 / 3, 1.0)
+    assert metrics["categories"]["mcq_generated_accuracy"]["base_student"].keys() == {"Security"}
