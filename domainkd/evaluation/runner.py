@@ -180,7 +180,8 @@ def _predictions(name: str, config: RunConfig, paths: RunPaths, questions: list[
 def _fingerprint(model_reference: str, conversations: list, max_new_tokens: int, with_logliks: bool, paths: RunPaths) -> str:
     weights = paths.model / "model.safetensors"
     model_stamp = weights.stat().st_mtime_ns if model_reference == str(paths.model) and weights.exists() else 0
-    payload = json.dumps([model_reference, model_stamp, conversations, max_new_tokens, with_logliks], sort_keys=True)
+    parts = [model_reference, model_stamp, conversations, max_new_tokens] + (["option log-likelihoods"] if with_logliks else [])
+    payload = json.dumps(parts, sort_keys=True)  # without log-likelihoods, the same key as before they existed
     return hashlib.sha256(payload.encode("utf-8")).hexdigest()[:16]
 
 
