@@ -6,6 +6,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from domainkd.errors import DomainKDError
 from domainkd.io import read_jsonl, write_jsonl
 from domainkd.sources.chunking import Chunk, chunk_sections
 from domainkd.sources.documents import read_documents
@@ -57,5 +58,10 @@ def load_sources(folder: Path) -> Sources:
     loaded = {}
     for kind, (name, item_type) in _FILES.items():
         path = folder / name
-        loaded[kind] = [item_type(**row) for row in read_jsonl(path)] if path.is_file() else []
+        try:
+            loaded[kind] = [item_type(**row) for row in read_jsonl(path)] if path.is_file() else []
+        except TypeError:  # fields added or renamed since the file was written
+            raise DomainKDError(
+                f"{path} was written by an older version of domainkd; run `domainkd data CONFIG` again to rewrite it."
+            ) from None
     return Sources(**loaded)
