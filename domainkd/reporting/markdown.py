@@ -38,11 +38,13 @@ def significance_lines(metrics: dict[str, Any]) -> list[str]:
             continue
         verdicts = []
         for pair in significant:
+            direction = 1 if metrics["metrics"].get(metric, {}).get("higher_is_better", True) else -1
+            sign = direction * (1 if pair["better"] == pair["a"] else -1)  # the winner's advantage, as a positive gap
             worse = pair["b"] if pair["better"] == pair["a"] else pair["a"]
+            low, high = sorted((sign * 100 * pair["ci_low"], sign * 100 * pair["ci_high"]))
             verdicts.append(
                 f"{pair['better']} beats {worse} by {abs(100 * pair['mean_difference']):.1f} points "
-                f"(95% CI {100 * pair['ci_low']:+.1f} to {100 * pair['ci_high']:+.1f} for {pair['a']} − {pair['b']}, "
-                f"p_holm={pair['p_holm']:.3g})"
+                f"(95% CI {low:.1f} to {high:.1f}, p_holm={pair['p_holm']:.3g})"
             )
         lines.append(f"- **{metric}**: " + "; ".join(verdicts) + ".")
     return lines
@@ -83,7 +85,7 @@ def report(config: RunConfig) -> str:
     ]
     parts += _stage_notes(paths)
     text = "\n".join(parts) + "\n"
-    _write_html(paths, config, intro, metrics)
+    _write_html(paths, config, f"Student {config.student.model}, teacher {config.teacher.model}.", metrics)
     write_json(paths.report_json, metrics)
     with atomic_path(paths.report) as tmp:
         tmp.write_text(text, encoding="utf-8")
