@@ -21,3 +21,23 @@ def test_results_table_rows_columns_and_directions():
         "| base_student | 0.0 | – |",
         "| student | 50.0 | 12.5 |",
     ]
+
+
+def test_significance_lines_state_the_winners_advantage():
+    from domainkd.reporting.markdown import significance_lines
+
+    metrics = {
+        **METRICS,
+        "comparisons": {
+            "fact_accuracy": [{"a": "base_student", "b": "student", "mean_difference": -0.1, "ci_low": -0.183,
+                               "ci_high": -0.033, "p_holm": 0.0143, "significant": True, "better": "student"}],
+            "false_refusal_rate": [{"a": "base_student", "b": "student", "mean_difference": -0.183, "ci_low": -0.283,
+                                    "ci_high": -0.083, "p_holm": 0.0009, "significant": True, "better": "base_student"}],
+        },
+    }
+    assert significance_lines(metrics) == [
+        "- **fact_accuracy**: student beats base_student by 10.0 points (95% CI 3.3 to 18.3, p_holm=0.0143).",
+        "- **false_refusal_rate**: base_student beats student by 18.3 points (95% CI 8.3 to 28.3, p_holm=0.0009).",
+    ]
+    metrics["comparisons"]["fact_accuracy"][0]["significant"] = False
+    assert significance_lines(metrics)[0] == "- **fact_accuracy**: no significant difference between systems."
