@@ -227,11 +227,3 @@ def _add_option_logliks(model: Any, tokenizer: Any, questions: list[dict], answe
     for position, values in zip(positions, logliks):
         answers[position]["option_logliks"] = [list(value) for value in values]
 
-
-def sources_by_name(chunks: list[Chunk]) -> dict[str, str]:
-    """Source document name -> its text (chunks joined), for the report's per-example table."""
-    texts: dict[str, list[str]] = defaultdict(list)
-    for chunk in chunks:
-        texts[chunk.document].append(chunk.text)
-    return {name: "\n\n".join(parts) for name, parts in texts.items()}
-

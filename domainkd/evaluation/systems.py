@@ -52,10 +52,17 @@ def conversation(system: System, example: Example, system_prompt: str, refusal_t
 
 def context_for(example: Example, chunks: list[Chunk]) -> str:
     """Gold source text for an in-scope question; the most word-overlapping chunk otherwise."""
-    source = example.get("source")
-    gold = [chunk.text for chunk in chunks if source and chunk.document == source]
+    gold = sources_by_name(chunks).get(example.get("source") or "")
     if gold:
-        return "\n\n".join(gold)
+        return gold
     question_words = content_words(example["question"])
     best = max(chunks, key=lambda chunk: len(question_words & content_words(chunk.text)))
     return best.text
+
+
+def sources_by_name(chunks: list[Chunk]) -> dict[str, str]:
+    """Source document name -> its text (its chunks joined), for the prompts and the report's per-example table."""
+    texts: dict[str, list[str]] = {}
+    for chunk in chunks:
+        texts.setdefault(chunk.document, []).append(chunk.text)
+    return {name: "\n\n".join(parts) for name, parts in texts.items()}

@@ -93,7 +93,7 @@ def report(config: RunConfig) -> str:
 
 
 def _write_html(paths: RunPaths, config: RunConfig, intro: str, metrics: dict[str, Any]) -> None:
-    from domainkd.evaluation.runner import sources_by_name
+    from domainkd.evaluation.systems import sources_by_name
     from domainkd.reporting.html import write_html_report
 
     predictions = {
