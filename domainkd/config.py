@@ -250,6 +250,86 @@ class SignificanceConfig(StrictModel):
     """Seed of the bootstrap draws."""
 
 
+class RetrievalConfig(StrictModel):
+    """Search over the data stage's chunks, for RAG strategies and `domainkd serve --retrieval`."""
+
+    method: Literal["bm25", "dense", "hybrid"] = "hybrid"
+    """`bm25` (bm25s, stemmed, English stop words), `dense` (the sentence encoder + FAISS) or `hybrid` (both,
+    merged by reciprocal rank fusion)."""
+    top_k: int = Field(3, ge=1, le=50)
+    """Chunks put in the prompt per question."""
+    encoder: str = "all-minilm-l6-v2"
+    """Local sentence encoder of the dense index (known name or sentence-transformers directory)."""
+    rrf_k: int = Field(60, ge=1)
+    """Reciprocal rank fusion constant: a chunk at rank r in one list adds 1 / (rrf_k + r)."""
+    candidates: int = Field(50, ge=1)
+    """Depth of each list fused by `hybrid`."""
+    recall_at: list[int] = Field(default_factory=lambda: [1, 3, 5, 10])
+    """Cut-offs k of the recall@k report (is the gold chunk among the first k?)."""
+
+
+PROMPT_TEMPLATES = ("plain", "expert", "concise")
+"""Named instruction templates of the prompt-crafting strategy (see domainkd.evaluation.systems.TEMPLATES)."""
+
+
+class StrategyConfig(StrictModel):
+    """One way of answering: a model, how its prompt is crafted, and what it reads first."""
+
+    model: str = "base_student"
+    """`base_student`, `student` (the distilled one), `teacher`, or any model reference."""
+    template: str = "plain"
+    """Instruction template: `plain` (the question alone), `expert`, `concise`, or your own text with {question}
+    (and optionally {refusal_text})."""
+    few_shot: int = Field(0, ge=0, le=16)
+    """Worked examples put before the question, the training set's questions most similar to it."""
+    chain_of_thought: bool = False
+    """Ask for step-by-step reasoning before a line `Answer: ...`; only that line is scored."""
+    retrieval: Literal["none", "bm25", "dense", "hybrid", "gold"] = "none"
+    """What the model reads before the question: nothing, retrieved chunks (by method), or `gold`, the
+    question's own source document (an oracle upper bound, not a deployable strategy)."""
+    top_k: int | None = Field(None, ge=1, le=50)
+    """Retrieved chunks in the prompt; None uses `retrieval.top_k`."""
+    max_new_tokens: int | None = Field(None, ge=1)
+    """Longest answer; None uses `eval.max_new_tokens` (three times that with chain_of_thought)."""
+
+    @field_validator("template")
+    @classmethod
+    def _check_template(cls, template: str) -> str:
+        if template not in PROMPT_TEMPLATES and "{question}" not in template:
+            raise ValueError(f"use {', '.join(PROMPT_TEMPLATES)} or a text containing {{question}}")
+        return template
+
+
+def _default_strategies() -> dict[str, StrategyConfig]:
+    return {
+        "base": StrategyConfig(model="base_student"),
+        "prompt_crafting": StrategyConfig(model="base_student", template="expert", few_shot=3),
+        "rag": StrategyConfig(model="base_student", template="expert", retrieval="hybrid"),
+        "rag_teacher": StrategyConfig(model="teacher", template="expert", retrieval="hybrid"),
+        "distilled": StrategyConfig(model="student"),
+        "hybrid": StrategyConfig(model="student", retrieval="hybrid"),
+    }
+
+
+class CompareConfig(StrictModel):
+    """`domainkd compare`: every strategy answers the same evaluation questions, scored by the same metrics."""
+
+    strategies: dict[str, StrategyConfig] = Field(default_factory=_default_strategies)
+    """Strategy name → its settings; names label the report's rows."""
+    few_shot_pool: Path | None = None
+    """JSONL of question/answer pairs the few-shot examples come from; None uses the run's teach/train.jsonl."""
+
+    @field_validator("strategies")
+    @classmethod
+    def _check_strategies(cls, strategies: dict[str, StrategyConfig]) -> dict[str, StrategyConfig]:
+        if not strategies:
+            raise ValueError("name at least one strategy, e.g. {distilled: {model: student}}")
+        for name in strategies:
+            if not re.fullmatch(r"[A-Za-z0-9_.-]+", name):
+                raise ValueError(f"strategy name {name!r} names files; use letters, digits, '_', '.' or '-'")
+        return strategies
+
+
 class EvalConfig(StrictModel):
     """Held-out questions, which systems answer them and which metrics score them."""
 
@@ -366,6 +446,10 @@ class RunConfig(StrictModel):
     data: DataConfig = Field(default_factory=DataConfig)
     train: TrainConfig = Field(default_factory=TrainConfig)
     eval: EvalConfig = Field(default_factory=EvalConfig)
+    retrieval: RetrievalConfig = Field(default_factory=RetrievalConfig)
+    """Search over the documents' chunks (RAG strategies, `domainkd serve --retrieval`)."""
+    compare: CompareConfig = Field(default_factory=CompareConfig)
+    """The strategies `domainkd compare` puts side by side."""
     grid: GridConfig | None = None
     """The experiment grid; read only by `domainkd grid`."""
 
@@ -411,6 +495,8 @@ def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> Ru
     config.data.records = [_resolve(base, path) for path in config.data.records]
     config.data.qa_sets = [_resolve(base, path) for path in config.data.qa_sets]
     config.eval.questions = _resolve(base, config.eval.questions)
+    if config.compare.few_shot_pool is not None:
+        config.compare.few_shot_pool = _resolve(base, config.compare.few_shot_pool)
     return config
 
 

@@ -64,8 +64,12 @@ class RunPaths:
     def train_summary(self) -> Path:
         return self.root / "train" / "summary.json"
 
-    def predictions(self, system: str) -> Path:
-        return self.root / "eval" / f"predictions-{system}.jsonl"
+    @property
+    def retrieval_index(self) -> Path:
+        return self.root / "retrieval"
+
+    def predictions(self, system: str, stage: str = "eval") -> Path:
+        return self.root / stage / f"predictions-{system}.jsonl"
 
     @property
     def metrics(self) -> Path:

@@ -7,7 +7,7 @@ so that refusing is still a decision it has to make).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -48,6 +48,15 @@ def conversation(system: System, example: Example, system_prompt: str, refusal_t
         f"If the text does not answer it, reply exactly: {refusal_text}\n\nQuestion: {example['question']}"
     )
     return chat_messages(system_prompt, user)
+
+
+def excerpt_prompt(question: str, excerpts: Sequence[Chunk], refusal_text: str) -> str:
+    """The user turn of a retrieval-augmented answer: numbered excerpts with their sources, then the question."""
+    blocks = [f"[{number}] {chunk.document} - {chunk.title}\n{chunk.text.strip()}" for number, chunk in enumerate(excerpts, 1)]
+    return (
+        "Document excerpts:\n" + "\n\n".join(blocks) + "\n\nAnswer the question in one sentence using only the "
+        f"excerpts above. If they do not answer it, reply exactly: {refusal_text}\n\nQuestion: {question}"
+    )
 
 
 def context_for(example: Example, chunks: list[Chunk]) -> str:
