@@ -1,5 +1,14 @@
 """Dense retrieval: a local sentence encoder, FAISS indexes on disk, and the ReBase datastore of existing datasets."""
 
+from domainkd.retrieval.chunks import (
+    RETRIEVAL_METHODS,
+    ChunkRetriever,
+    RetrievedChunk,
+    gold_chunk_ids,
+    open_chunk_retriever,
+    reciprocal_rank_fusion,
+    retrieval_recall,
+)
 from domainkd.retrieval.datastore import (
     DatasetInfo,
     Datastore,
@@ -25,11 +34,14 @@ from domainkd.retrieval.tables import DatasetSpec, dataset_rows
 
 __all__ = [
     "DEFAULT_ENCODER",
+    "RETRIEVAL_METHODS",
+    "ChunkRetriever",
     "DatasetInfo",
     "DatasetSpec",
     "Datastore",
     "IndexSettings",
     "QueryVectors",
+    "RetrievedChunk",
     "RetrievedRow",
     "SentenceEncoder",
     "StoredRow",
@@ -40,11 +52,15 @@ __all__ = [
     "dataset_rows",
     "encode_query",
     "format_rows",
+    "gold_chunk_ids",
     "load_encoder",
+    "open_chunk_retriever",
     "open_datastore",
     "read_examples",
     "read_manifest",
     "rebase_scores",
+    "reciprocal_rank_fusion",
+    "retrieval_recall",
     "retrieve",
     "search_rows",
 ]
