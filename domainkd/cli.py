@@ -116,6 +116,28 @@ def report_command(config: ConfigArg, set_: SetOption = None) -> None:
     print(report(_config(config, set_)))
 
 
+@app.command("compare")
+def compare_command(
+    config: ConfigArg,
+    set_: SetOption = None,
+    strategy: Annotated[
+        list[str] | None, typer.Option("--strategy", help="Compare only these strategies of compare.strategies (repeatable).")
+    ] = None,
+) -> None:
+    """Run every strategy of the config's `compare` section on the evaluation questions; write compare/report.*."""
+    from domainkd.compare import compare
+
+    loaded = _config(config, set_)
+    if strategy:
+        names = [name.strip() for item in strategy for name in item.split(",") if name.strip()]
+        unknown = [name for name in names if name not in loaded.compare.strategies]
+        if unknown:
+            known = ", ".join(loaded.compare.strategies)
+            raise DomainKDError(f"--strategy {unknown[0]!r} is not in compare.strategies; choose from {known}.")
+        loaded.compare.strategies = {name: loaded.compare.strategies[name] for name in names}
+    print(compare(loaded))
+
+
 @app.command("grid")
 def grid_command(config: ConfigArg, set_: SetOption = None) -> None:
     """Run the KD experiment grid of the config's `grid` section (finished cells are skipped) and print its table."""

@@ -299,13 +299,22 @@ class StrategyConfig(StrictModel):
             raise ValueError(f"use {', '.join(PROMPT_TEMPLATES)} or a text containing {{question}}")
         return template
 
+    @model_validator(mode="after")
+    def _check_template_with_retrieval(self) -> StrategyConfig:
+        if self.retrieval != "none" and self.template != "plain":
+            raise ValueError(
+                "template shapes closed-book prompts only; with retrieval the excerpt prompt is the template, "
+                "so set template: plain"
+            )
+        return self
+
 
 def _default_strategies() -> dict[str, StrategyConfig]:
     return {
         "base": StrategyConfig(model="base_student"),
         "prompt_crafting": StrategyConfig(model="base_student", template="expert", few_shot=3),
-        "rag": StrategyConfig(model="base_student", template="expert", retrieval="hybrid"),
-        "rag_teacher": StrategyConfig(model="teacher", template="expert", retrieval="hybrid"),
+        "rag": StrategyConfig(model="base_student", retrieval="hybrid"),
+        "rag_teacher": StrategyConfig(model="teacher", retrieval="hybrid"),
         "distilled": StrategyConfig(model="student"),
         "hybrid": StrategyConfig(model="student", retrieval="hybrid"),
     }

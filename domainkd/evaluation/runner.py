@@ -25,11 +25,13 @@ from domainkd.config import RunConfig
 from domainkd.errors import DomainKDError
 from domainkd.evaluation.registry import METRICS, MetricContext, aggregate, score_all
 from domainkd.evaluation.statistics import compare_systems, mean_ci
-from domainkd.evaluation.systems import SYSTEMS, context_for, conversation
+from domainkd.evaluation.prompting import final_answer
+from domainkd.evaluation.systems import (
+    SYSTEMS, PromptResources, System, build_prompts, context_for, max_new_tokens, model_reference,
+)
 from domainkd.io import read_jsonl, write_json, write_jsonl
 from domainkd.models import generate_texts, load_causal_lm, render_prompt
 from domainkd.paths import RunPaths
-from domainkd.sources import Chunk
 
 LOGLIK_METRICS = ("mcq_loglik_accuracy",)
 
@@ -54,25 +56,34 @@ def load_questions(config: RunConfig) -> list[dict[str, Any]]:
     return rows[: config.eval.limit] if config.eval.limit else rows
 
 
-def evaluate(config: RunConfig) -> dict[str, Any]:
-    """Answer with every system, score every metric, compare the systems; write ``eval/metrics.json``."""
+def evaluate(config: RunConfig, systems: dict[str, System] | None = None, stage: str = "eval") -> dict[str, Any]:
+    """Answer with every system, score every metric, compare the systems; write ``<stage>/metrics.json``.
+
+    Args:
+        config: the run.
+        systems: name -> system; None evaluates the built-in systems named in ``eval.systems``.
+        stage: the run subfolder for predictions and metrics (``eval``; ``compare`` for `domainkd compare`).
+    """
     paths = RunPaths(config.output_dir)
+    systems = systems if systems is not None else {name: SYSTEMS[name] for name in config.eval.systems}
     questions = load_questions(config)
-    chunks = _chunks(paths, config)
+    resources = PromptResources(config, paths)
+    needs_chunks = any(system.strategy.retrieval != "none" for system in systems.values())
+    chunks = resources.chunks if paths.chunks.is_file() or needs_chunks else []
     sources = [context_for(question, chunks) if question.get("source") and chunks else None for question in questions]
     judge = _judge(config, paths)
     per_example: dict[str, dict[str, list[float | None]]] = {}
-    systems: dict[str, Any] = {}
-    for name in config.eval.systems:
-        rows = _predictions(name, config, paths, questions, chunks)
+    summaries: dict[str, Any] = {}
+    for name, system in systems.items():
+        rows = _predictions(name, system, resources, questions, stage)
         context = MetricContext(encoder_reference=config.eval.encoder, judge=judge, sources=sources)
         scores = score_all(config.eval.metrics, rows, questions, context)
         for index, row in enumerate(rows):
             row["scores"] = {metric: values[index] for metric, values in scores.items()}
-        write_jsonl(paths.predictions(name), rows)
+        write_jsonl(paths.predictions(name, stage), rows)
         per_example[name] = scores
-        systems[name] = {
-            "description": SYSTEMS[name].description,
+        summaries[name] = {
+            "description": system.description,
             "scores": {metric: _summary(values, context.failures[metric], config) for metric, values in scores.items()},
             "cost": _cost(rows),
         }
@@ -85,7 +96,7 @@ def evaluate(config: RunConfig) -> dict[str, Any]:
                    "family": METRICS[name].family}
             for name in config.eval.metrics
         },
-        "systems": systems,
+        "systems": summaries,
         "categories": _categories(per_example, questions),
         "comparisons": compare_systems(
             per_example, {name: METRICS[name].higher_is_better for name in config.eval.metrics},
@@ -96,17 +107,8 @@ def evaluate(config: RunConfig) -> dict[str, Any]:
             "test": "Wilcoxon signed-rank", "correction": "Holm",
         },
     }
-    write_json(paths.metrics, metrics)
+    write_json(paths.root / stage / "metrics.json", metrics)
     return metrics
-
-
-def _chunks(paths: RunPaths, config: RunConfig) -> list[Chunk]:
-    """The data stage's chunks, or none when it has not run and no system needs the source text."""
-    from domainkd.data.build import load_chunks
-
-    if paths.chunks.is_file() or any(SYSTEMS[name].with_context for name in config.eval.systems):
-        return load_chunks(paths)
-    return []
 
 
 def _judge(config: RunConfig, paths: RunPaths) -> Callable | None:
@@ -134,12 +136,14 @@ def _summary(values: list[float | None], failures: int, config: RunConfig) -> di
 
 
 def _cost(rows: list[dict]) -> dict[str, float | None]:
-    """Mean generation seconds and answer tokens per answer (None for predictions from before they were kept)."""
+    """Mean seconds (search + generation), answer and prompt tokens per answer (None where not kept)."""
     seconds = [row["seconds"] for row in rows if row.get("seconds") is not None]
     tokens = [row["answer_tokens"] for row in rows if row.get("answer_tokens") is not None]
+    prompt_tokens = [row["prompt_tokens"] for row in rows if row.get("prompt_tokens") is not None]
     return {
         "seconds_per_answer": sum(seconds) / len(seconds) if seconds else None,
         "answer_tokens": sum(tokens) / len(tokens) if tokens else None,
+        "prompt_tokens": sum(prompt_tokens) / len(prompt_tokens) if prompt_tokens else None,
     }
 
 
@@ -156,43 +160,55 @@ def _categories(per_example: dict[str, dict[str, list[float | None]]], questions
     return dict(table)
 
 
-def _predictions(name: str, config: RunConfig, paths: RunPaths, questions: list[dict], chunks: list[Chunk]) -> list[dict]:
-    system = SYSTEMS[name]
-    model_reference = system.model(config, paths)
-    conversations = [conversation(system, q, config.system_prompt, config.refusal_text, chunks) for q in questions]
+def _predictions(name: str, system: System, resources: PromptResources, questions: list[dict], stage: str) -> list[dict]:
+    config, paths, strategy = resources.config, resources.paths, system.strategy
+    reference = model_reference(strategy, config, paths)
+    prompts = build_prompts(strategy, questions, resources)
+    tokens = max_new_tokens(strategy, config)
     with_logliks = any(name in LOGLIK_METRICS for name in config.eval.metrics) and any(q.get("options") for q in questions)
-    fingerprint = _fingerprint(model_reference, conversations, config.eval.max_new_tokens, with_logliks, paths)
-    cached = paths.predictions(name)
+    fingerprint = _fingerprint(reference, prompts.conversations, tokens, with_logliks, strategy.chain_of_thought, paths)
+    cached = paths.predictions(name, stage)
     if cached.is_file():
         rows = read_jsonl(cached)
         if len(rows) == len(questions) and all(row.get("fingerprint") == fingerprint for row in rows):
             return rows
-    answers = _answer(model_reference, conversations, questions, config, with_logliks, label=f"eval: {name}")
-    rows = [
-        {"id": q["id"], "question": q["question"], "reference": q.get("answer"), "scope": q.get("scope", "in"),
-         "category": q.get("category"), "source": q.get("source"), **answer, "fingerprint": fingerprint}
-        for q, answer in zip(questions, answers)
-    ]
+    answers = _answer(reference, prompts.conversations, questions, config, tokens, with_logliks, label=f"{stage}: {name}")
+    rows = []
+    for question, answer, retrieved in zip(questions, answers, prompts.retrieved):
+        if strategy.chain_of_thought:
+            answer["raw"], answer["prediction"] = answer["prediction"], final_answer(answer["prediction"])
+        if retrieved:
+            answer["retrieved"] = retrieved
+            answer["seconds"] = round(answer["seconds"] + prompts.retrieval_seconds, 4)
+        rows.append({
+            "id": question["id"], "question": question["question"], "reference": question.get("answer"),
+            "scope": question.get("scope", "in"), "category": question.get("category"), "source": question.get("source"),
+            **answer, "fingerprint": fingerprint,
+        })
     write_jsonl(cached, rows)
     return rows
 
 
-def _fingerprint(model_reference: str, conversations: list, max_new_tokens: int, with_logliks: bool, paths: RunPaths) -> str:
+def _fingerprint(
+    reference: str, conversations: list, max_new_tokens: int, with_logliks: bool, chain_of_thought: bool, paths: RunPaths
+) -> str:
     weights = paths.model / "model.safetensors"
-    model_stamp = weights.stat().st_mtime_ns if model_reference == str(paths.model) and weights.exists() else 0
-    parts = [model_reference, model_stamp, conversations, max_new_tokens] + (["option log-likelihoods"] if with_logliks else [])
-    payload = json.dumps(parts, sort_keys=True)  # without log-likelihoods, the same key as before they existed
+    model_stamp = weights.stat().st_mtime_ns if reference == str(paths.model) and weights.exists() else 0
+    parts = [reference, model_stamp, conversations, max_new_tokens]
+    parts += (["option log-likelihoods"] if with_logliks else []) + (["chain of thought"] if chain_of_thought else [])
+    payload = json.dumps(parts, sort_keys=True)  # without the optional parts, the same key as before they existed
     return hashlib.sha256(payload.encode("utf-8")).hexdigest()[:16]
 
 
 def _answer(
-    model_reference: str, conversations: list, questions: list[dict], config: RunConfig, with_logliks: bool, label: str
+    reference: str, conversations: list, questions: list[dict], config: RunConfig, max_new_tokens: int,
+    with_logliks: bool, label: str,
 ) -> list[dict[str, Any]]:
     """Each question's generated answer with its cost, and option log-likelihoods for multiple choice."""
-    model, tokenizer = load_causal_lm(model_reference)
+    model, tokenizer = load_causal_lm(reference)
     if torch.cuda.is_available():
         model.to("cuda")
-    answers = _generate(model, tokenizer, conversations, config, label)
+    answers = _generate(model, tokenizer, conversations, config.eval.batch_size, max_new_tokens, label)
     if with_logliks:
         _add_option_logliks(model, tokenizer, questions, answers, config)
     del model
@@ -200,19 +216,23 @@ def _answer(
     return answers
 
 
-def _generate(model: Any, tokenizer: Any, conversations: list, config: RunConfig, label: str) -> list[dict[str, Any]]:
+def _generate(
+    model: Any, tokenizer: Any, conversations: list, batch_size: int, max_new_tokens: int, label: str
+) -> list[dict[str, Any]]:
     prompts = [render_prompt(tokenizer, messages) for messages in conversations]
     order = sorted(range(len(prompts)), key=lambda index: -len(prompts[index]))  # similar lengths batch together
     answers: list[dict[str, Any]] = [{} for _ in prompts]
-    size = config.eval.batch_size
-    for start in tqdm(range(0, len(order), size), desc=label, unit="batch"):
-        batch = order[start : start + size]
+    for start in tqdm(range(0, len(order), batch_size), desc=label, unit="batch"):
+        batch = order[start : start + batch_size]
         began = time.perf_counter()
-        texts = generate_texts(model, tokenizer, [prompts[i] for i in batch], config.eval.max_new_tokens)
+        texts = generate_texts(model, tokenizer, [prompts[i] for i in batch], max_new_tokens)
         seconds = (time.perf_counter() - began) / len(batch)  # batched: each answer's share of the batch time
         for index, text in zip(batch, texts):
-            tokens = len(tokenizer(text, add_special_tokens=False)["input_ids"])
-            answers[index] = {"prediction": text, "seconds": round(seconds, 4), "answer_tokens": tokens}
+            answers[index] = {
+                "prediction": text, "seconds": round(seconds, 4),
+                "answer_tokens": len(tokenizer(text, add_special_tokens=False)["input_ids"]),
+                "prompt_tokens": len(tokenizer(prompts[index], add_special_tokens=False)["input_ids"]),
+            }
     return answers
 
 

@@ -1,53 +1,178 @@
-"""System registry: who answers the evaluation questions, and with what in the prompt.
+"""Systems: who answers the evaluation questions, and what their prompt holds.
 
-Every system sees the run's system prompt; only ``teacher_with_context`` also gets the
-source text (the gold section for in-scope questions, the most similar chunk for the others,
-so that refusing is still a decision it has to make).
+A system is a model plus a strategy (:class:`~domainkd.config.StrategyConfig`): an instruction
+template, few-shot examples chosen by similarity, chain of thought, and what it reads before
+the question (nothing, chunks retrieved by BM25 / dense / hybrid search, or the question's own
+source document). ``eval.systems`` names the built-in ones below; ``compare.strategies``
+defines any others. Every system sees the run's system prompt.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
+from domainkd.config import RunConfig, StrategyConfig
 from domainkd.data.grounding import content_words
-from domainkd.models import chat_messages
+from domainkd.evaluation.prompting import COT_INSTRUCTION, apply_template, nearest_examples, read_pool
+from domainkd.paths import RunPaths
 from domainkd.sources import Chunk
 
 Example = dict[str, Any]
+Messages = list[dict[str, str]]
 
 
 @dataclass(frozen=True)
 class System:
-    """One way of answering."""
+    """One way of answering: what it is, in words, and how."""
 
     description: str
-    model: Callable[[Any, Any], str]
-    """(RunConfig, RunPaths) -> model reference."""
-    with_context: bool = False
+    strategy: StrategyConfig
 
 
 SYSTEMS: dict[str, System] = {
-    "base_student": System("the student before training", lambda config, paths: config.student.model),
-    "student": System("the student after training", lambda config, paths: str(paths.model)),
-    "teacher_closed_book": System("the teacher without the documents", lambda config, paths: config.teacher.model),
+    "base_student": System("the student before training", StrategyConfig(model="base_student")),
+    "student": System("the student after training", StrategyConfig(model="student")),
+    "teacher_closed_book": System("the teacher without the documents", StrategyConfig(model="teacher")),
     "teacher_with_context": System(
-        "the teacher reading the source section", lambda config, paths: config.teacher.model, with_context=True
+        "the teacher reading the source section", StrategyConfig(model="teacher", retrieval="gold")
     ),
 }
 
+MODEL_ROLES = {"base_student": "base student", "student": "distilled student", "teacher": "teacher"}
 
-def conversation(system: System, example: Example, system_prompt: str, refusal_text: str, chunks: list[Chunk]) -> list[dict[str, str]]:
-    """The messages one system sees for one evaluation question."""
-    if not system.with_context:
-        return chat_messages(system_prompt, example["question"])
-    context = context_for(example, chunks)
-    user = (
-        f"Handbook text:\n{context}\n\nAnswer the question in one sentence using only the text above. "
-        f"If the text does not answer it, reply exactly: {refusal_text}\n\nQuestion: {example['question']}"
-    )
-    return chat_messages(system_prompt, user)
+
+def model_reference(strategy: StrategyConfig, config: RunConfig, paths: RunPaths) -> str:
+    """The model a strategy runs: the run's student (before or after training), its teacher, or any reference."""
+    roles = {"base_student": config.student.model, "student": str(paths.model), "teacher": config.teacher.model}
+    return roles.get(strategy.model, strategy.model)
+
+
+def describe(strategy: StrategyConfig, config: RunConfig) -> str:
+    """A strategy in words, e.g. ``distilled student + hybrid retrieval (top 3)``."""
+    parts = [MODEL_ROLES.get(strategy.model, strategy.model)]
+    if strategy.template != "plain":
+        parts.append(f"{strategy.template} template" if strategy.template in ("expert", "concise") else "custom template")
+    if strategy.few_shot:
+        parts.append(f"{strategy.few_shot}-shot (nearest questions)")
+    if strategy.chain_of_thought:
+        parts.append("chain of thought")
+    if strategy.retrieval == "gold":
+        parts.append("its source document (oracle)")
+    elif strategy.retrieval != "none":
+        parts.append(f"{strategy.retrieval} retrieval (top {strategy.top_k or config.retrieval.top_k})")
+    return " + ".join(parts)
+
+
+def max_new_tokens(strategy: StrategyConfig, config: RunConfig) -> int:
+    """Answer length bound: the strategy's own, else the eval default (tripled for chain of thought)."""
+    if strategy.max_new_tokens is not None:
+        return strategy.max_new_tokens
+    return config.eval.max_new_tokens * (3 if strategy.chain_of_thought else 1)
+
+
+@dataclass
+class PromptResources:
+    """What prompts are built from, loaded once per evaluation and shared by every system."""
+
+    config: RunConfig
+    paths: RunPaths
+    _chunks: list[Chunk] | None = None
+    _retrievers: dict[str, Any] = field(default_factory=dict)
+    _pool: list[dict[str, str]] | None = None
+    _encoder: Any = None
+
+    @property
+    def chunks(self) -> list[Chunk]:
+        """The data stage's chunks."""
+        if self._chunks is None:
+            from domainkd.data.build import load_chunks
+
+            self._chunks = load_chunks(self.paths)
+        return self._chunks
+
+    def encoder(self) -> Any:
+        """The retrieval sentence encoder (also used to pick few-shot examples)."""
+        if self._encoder is None:
+            from domainkd.retrieval import load_encoder
+
+            self._encoder = load_encoder(self.config.retrieval.encoder)
+        return self._encoder
+
+    def retriever(self, method: str) -> Any:
+        """The chunk retriever for ``method``, its index built or reused under the run's retrieval/ folder."""
+        if method not in self._retrievers:
+            from domainkd.retrieval.chunks import open_chunk_retriever
+
+            settings = self.config.retrieval
+            self._retrievers[method] = open_chunk_retriever(
+                self.paths.retrieval_index, self.chunks, method, encoder=self.encoder() if method != "bm25" else
+                settings.encoder, rrf_k=settings.rrf_k, candidates=settings.candidates,
+            )
+        return self._retrievers[method]
+
+    def pool(self) -> list[dict[str, str]]:
+        """The few-shot pool: `compare.few_shot_pool`, else the run's training set."""
+        if self._pool is None:
+            self._pool = read_pool(self.config.compare.few_shot_pool or self.paths.train_set)
+        return self._pool
+
+
+@dataclass
+class Prompts:
+    """One system's conversations for every question, with what retrieval added."""
+
+    conversations: list[Messages]
+    retrieved: list[list[str]]
+    """Chunk ids each prompt holds (empty without retrieval)."""
+    retrieval_seconds: float = 0.0
+    """Search time per question."""
+
+
+def build_prompts(strategy: StrategyConfig, questions: Sequence[Example], resources: PromptResources) -> Prompts:
+    """The messages each question is asked with under ``strategy``."""
+    config = resources.config
+    excerpts: list[list[Chunk]] = [[] for _ in questions]
+    seconds = 0.0
+    if strategy.retrieval == "gold":
+        excerpts = [gold_excerpts(question, resources.chunks) for question in questions]
+    elif strategy.retrieval != "none":
+        retriever = resources.retriever(strategy.retrieval)
+        began = time.perf_counter()
+        hits = retriever.search([q["question"] for q in questions], strategy.top_k or config.retrieval.top_k)
+        seconds = (time.perf_counter() - began) / max(1, len(questions))
+        excerpts = [[hit.chunk for hit in row] for row in hits]
+    shots = [[] for _ in questions]
+    if strategy.few_shot:
+        encode = resources.encoder().encode
+        shots = nearest_examples([q["question"] for q in questions], resources.pool(), strategy.few_shot, encode)
+    conversations = [
+        _messages(strategy, question["question"], chosen, found, config)
+        for question, chosen, found in zip(questions, shots, excerpts)
+    ]
+    return Prompts(conversations, [[chunk.chunk_id for chunk in found] for found in excerpts], seconds)
+
+
+def _messages(
+    strategy: StrategyConfig, question: str, shots: list[dict[str, str]], excerpts: list[Chunk], config: RunConfig
+) -> Messages:
+    messages: Messages = [{"role": "system", "content": config.system_prompt}] if config.system_prompt else []
+    for shot in shots:
+        messages.append({"role": "user", "content": apply_template(strategy.template, shot["question"], config.refusal_text)})
+        reply = f"Answer: {shot['answer']}" if strategy.chain_of_thought else shot["answer"]
+        messages.append({"role": "assistant", "content": reply})
+    if strategy.retrieval == "gold":
+        user = source_prompt(question, "\n\n".join(chunk.text for chunk in excerpts), config.refusal_text)
+    elif excerpts:
+        user = excerpt_prompt(question, excerpts, config.refusal_text)
+    else:
+        user = apply_template(strategy.template, question, config.refusal_text)
+    if strategy.chain_of_thought:
+        user += COT_INSTRUCTION
+    messages.append({"role": "user", "content": user})
+    return messages
 
 
 def excerpt_prompt(question: str, excerpts: Sequence[Chunk], refusal_text: str) -> str:
@@ -59,14 +184,26 @@ def excerpt_prompt(question: str, excerpts: Sequence[Chunk], refusal_text: str) 
     )
 
 
+def source_prompt(question: str, source_text: str, refusal_text: str) -> str:
+    """The user turn of the oracle system that reads the question's own source document."""
+    return (
+        f"Handbook text:\n{source_text}\n\nAnswer the question in one sentence using only the text above. "
+        f"If the text does not answer it, reply exactly: {refusal_text}\n\nQuestion: {question}"
+    )
+
+
+def gold_excerpts(example: Example, chunks: list[Chunk]) -> list[Chunk]:
+    """The chunks of an in-scope question's source document; the most word-overlapping chunk otherwise."""
+    own = [chunk for chunk in chunks if chunk.document == example.get("source")]
+    if own:
+        return own
+    question_words = content_words(example["question"])
+    return [max(chunks, key=lambda chunk: len(question_words & content_words(chunk.text)))]
+
+
 def context_for(example: Example, chunks: list[Chunk]) -> str:
     """Gold source text for an in-scope question; the most word-overlapping chunk otherwise."""
-    gold = sources_by_name(chunks).get(example.get("source") or "")
-    if gold:
-        return gold
-    question_words = content_words(example["question"])
-    best = max(chunks, key=lambda chunk: len(question_words & content_words(chunk.text)))
-    return best.text
+    return "\n\n".join(chunk.text for chunk in gold_excerpts(example, chunks))
 
 
 def sources_by_name(chunks: list[Chunk]) -> dict[str, str]:

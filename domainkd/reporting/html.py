@@ -15,54 +15,13 @@ from typing import Any
 from domainkd.io import atomic_path
 from domainkd.reporting import plots
 from domainkd.reporting.plots import Bar, Point
+from domainkd.reporting.style import CSS
 
 MAX_EXAMPLE_ROWS = 500
 REFUSAL_METRICS = ("refusal_rate", "false_refusal_rate", "hallucination_rate")
 DASH = "–"
 GRID_CHART_INCHES = 6.0  # 576 CSS px: one column of the two-column chart grid, drawn at 1:1
 NO_FAMILY = "other"  # the family of a metric whose metrics.json entry names none (older runs)
-CSS = """
-body { font: 15px/1.5 system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; color: #222; background: #fafafa;
-       max-width: 1240px; margin: 0 auto; padding: 24px 32px 64px; }
-h1 { font-size: 1.8em; margin-bottom: 0.2em; }
-h2 { font-size: 1.35em; margin-top: 2.2em; border-bottom: 2px solid #e3e3e3; padding-bottom: 4px; }
-h3 { font-size: 1.05em; margin: 1.6em 0 0.4em; }
-nav { font-size: 0.9em; margin: 8px 0 16px; }
-nav a { margin-right: 14px; color: #4c72b0; text-decoration: none; }
-.counts { color: #555; } .note { color: #666; font-size: 0.9em; } .scroll { overflow-x: auto; }
-table { border-collapse: collapse; margin: 8px 0 12px; background: #fff; font-size: 0.92em; }
-th, td { border: 1px solid #e1e1e1; padding: 4px 9px; vertical-align: top; }
-th { background: #f1f3f6; text-align: left; font-weight: 600; }
-td.num { text-align: right; white-space: nowrap; font-variant-numeric: tabular-nums; }
-tbody tr:nth-child(even) { background: #fcfcfd; }
-small.ci { color: #777; font-size: 0.8em; }
-table.summary th, table.summary td { padding: 4px 7px; }
-table.summary small.ci { display: block; }
-.sig-blocks { display: flex; flex-wrap: wrap; gap: 0 32px; }
-/* min-width 0: a wide table scrolls inside its block instead of forcing one block per row */
-.sig-block { flex: 1 1 540px; min-width: 0; }
-.sig-block table { font-size: 0.84em; }
-.sig-block th, .sig-block td { padding: 4px 7px; }
-.fail { color: #b03a2e; font-size: 0.8em; display: block; }
-tr.sig { background: #eaf6ea !important; }
-p.verdict { margin: 4px 0 2px; } p.verdict.sig { font-weight: 500; color: #1e6b30; }
-.chart svg { max-width: 100%; height: auto; }
-.charts { display: flex; flex-wrap: wrap; gap: 12px 28px; align-items: flex-start; }
-.chart-grid { display: grid; grid-template-columns: repeat(auto-fill, minmax(540px, 1fr)); gap: 12px 24px; }
-dl.legend dt { font-weight: 600; } dl.legend dd { margin: 0 0 6px 16px; color: #555; }
-table.examples { font-size: 0.85em; }
-table.examples td { max-width: 320px; }
-table.examples .text { white-space: pre-wrap; overflow-wrap: anywhere; }
-.badge { display: inline-block; padding: 0 6px; border-radius: 8px; font-size: 0.78em; font-weight: 600;
-         margin-top: 3px; }
-.badge.good { background: #d4eed8; color: #1e6b30; } .badge.mid { background: #fbedc9; color: #7a5a00; }
-.badge.bad { background: #f7d6d2; color: #8e2a1f; } .badge.none { background: #eee; color: #777; }
-details summary { cursor: pointer; color: #4c72b0; font-size: 0.85em; }
-details pre { white-space: pre-wrap; background: #f6f6f6; padding: 6px; max-height: 260px; overflow: auto;
-              font-size: 0.9em; }
-"""
-
-
 @dataclass(frozen=True)
 class _View:
     """What every section reads: the metrics.json dict plus the orderings derived from it once."""
@@ -107,11 +66,13 @@ def render_html_report(
     view = _view(metrics or {}, predictions or {})
     sections = [
         ("summary", "Summary", _summary(view)),
+        ("winners", "Winner per metric", _winners(view)),
         ("significance", "Significance", _significance(view)),
         ("charts", "Scores by metric family", _family_charts(view)),
         ("categories", "By category", _categories(view)),
         ("refusals", "Refusal behaviour", _refusals(view)),
         ("cost", "Cost vs quality", _cost(view)),
+        ("retrieval", "Retrieval", _retrieval(view)),
         ("examples", "Per-example answers", _examples(view, predictions or {}, sources or {})),
     ]
     sections = [(anchor, heading, body) for anchor, heading, body in sections if body]
@@ -496,25 +457,66 @@ def _cost(view: _View) -> str:
     if not any(cost.get("seconds_per_answer") is not None for cost in costs.values()) or not view.metric_names:
         return ""
     headline = view.metric_names[0]
-    rows, points = [], []
+    rows, by_seconds, by_tokens = [], [], []
     for system, cost in costs.items():
         seconds, mean = cost.get("seconds_per_answer"), _score(view, system, headline).get("mean")
-        tokens = cost.get("answer_tokens")
+        prompt, answer = cost.get("prompt_tokens"), cost.get("answer_tokens")
         rows.append([
             f"<th>{escape(system)}</th>",
             f'<td class="num">{DASH if seconds is None else f"{seconds:.2f}"}</td>',
-            f'<td class="num">{DASH if tokens is None else f"{tokens:.0f}"}</td>',
+            f'<td class="num">{DASH if prompt is None else f"{prompt:.0f}"}</td>',
+            f'<td class="num">{DASH if answer is None else f"{answer:.0f}"}</td>',
             f'<td class="num">{_pct(mean)}</td>',
         ])
-        if seconds is not None and mean is not None:
-            points.append(Point(system, seconds, 100 * mean, view.colors[system]))
-    header = ["system", "seconds / answer", "answer tokens", f"{escape(headline)}{_arrow(view, headline)}"]
-    table = _table(header, rows)
-    if not points:
-        return table
+        if mean is not None and seconds is not None:
+            by_seconds.append(Point(system, seconds, 100 * mean, view.colors[system]))
+        if mean is not None and prompt is not None and answer is not None:
+            by_tokens.append(Point(system, prompt + answer, 100 * mean, view.colors[system]))
+    header = ["system", "seconds / answer", "prompt tokens", "answer tokens", f"{escape(headline)}{_arrow(view, headline)}"]
     label = f"{headline}{_arrow(view, headline)} (percent)"
-    chart = _chart(plots.scatter(f"Cost vs {headline}", points, "seconds per answer", label))
-    return f'<div class="charts">{chart}\n{table}</div>'
+    charts = [
+        _chart(plots.scatter(f"{headline} vs {x_label}", points, x_label, label))
+        for points, x_label in ((by_seconds, "seconds per answer"), (by_tokens, "tokens per answer (prompt + answer)"))
+        if points
+    ]
+    return '<div class="charts">' + "\n".join(charts) + f"\n{_table(header, rows)}</div>"
+
+
+def _winners(view: _View) -> str:
+    from domainkd.reporting.verdicts import verdicts
+
+    if not view.metrics.get("comparisons"):
+        return ""
+    rows = []
+    for verdict in verdicts(view.metrics):
+        firm = verdict.clear and bool(verdict.beats)
+        rows.append([
+            f"<th>{escape(verdict.metric)}{_arrow(view, verdict.metric)}</th>",
+            f"<strong>{escape(verdict.leader)}</strong>" if firm else escape(verdict.leader),
+            f'<td class="num">{_pct(verdict.mean)}</td>',
+            escape(", ".join(verdict.beats)) or DASH,
+            escape(", ".join(verdict.ties)) or DASH,
+        ])
+    note = '<p class="note">Bold: significantly better than every other system (Holm-corrected Wilcoxon).</p>'
+    return note + _table(["metric", "leader", "score", "significantly ahead of", "not separable from"], rows)
+
+
+def _retrieval(view: _View) -> str:
+    retrieval = view.metrics.get("retrieval") or {}
+    if not retrieval:
+        return ""
+    ks = sorted({int(k) for entry in retrieval.values() for k in entry.get("recall_at", {})})
+    rows = [
+        [f"<th>{escape(method)}</th>", f'<td class="num">{entry.get("questions", DASH)}</td>']
+        + [f'<td class="num">{_pct(entry["recall_at"].get(str(k)))}</td>' for k in ks]
+        + [f'<td class="num">{entry.get("mrr", 0):.3f}</td>']
+        for method, entry in retrieval.items()
+    ]
+    note = (
+        '<p class="note">Share of in-scope questions whose gold chunk (the source chunk holding the answer\'s facts) '
+        "is among the first k retrieved, and the mean reciprocal rank of the first gold chunk.</p>"
+    )
+    return note + _table(["method", "questions", *[f"recall@{k}" for k in ks], "MRR"], rows)
 
 
 # ---- 8. examples ----------------------------------------------------------------------------

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 from domainkd.config import RunConfig
@@ -50,19 +51,27 @@ def significance_lines(metrics: dict[str, Any]) -> list[str]:
     return lines
 
 
-def report(config: RunConfig) -> str:
-    """Write ``report.md``, ``report.html`` and ``report.json`` in the run directory; return the Markdown."""
+def report(config: RunConfig, stage: str = "eval") -> str:
+    """Write the report as Markdown, HTML and JSON; return the Markdown.
+
+    ``stage`` is the run subfolder whose ``metrics.json`` is reported: ``eval`` writes
+    ``report.md/.html/.json`` in the run directory, ``compare`` writes them in ``compare/``.
+    """
     paths = RunPaths(config.output_dir)
-    if not paths.metrics.is_file():
-        raise DomainKDError(f"{paths.metrics} is missing; run `domainkd eval CONFIG` first.")
-    metrics = json.loads(paths.metrics.read_text(encoding="utf-8"))
+    source = paths.root / stage / "metrics.json"
+    if not source.is_file():
+        raise DomainKDError(f"{source} is missing; run `domainkd {stage} CONFIG` first.")
+    metrics = json.loads(source.read_text(encoding="utf-8"))
+    out = paths.root if stage == "eval" else paths.root / stage
+    title = f"domainkd {'report' if stage == 'eval' else stage}: {config.name}"
     intro = (
         f"Student `{config.student.model}`, teacher `{config.teacher.model}`; "
         f"{metrics['questions']} held-out questions ({metrics['in_scope']} in scope, "
         f"{metrics['questions'] - metrics['in_scope']} out of scope). Scores in percent."
     )
-    parts = [f"# domainkd report: {config.name}", "", intro, "", results_table(metrics), ""]
+    parts = [f"# {title}", "", intro, "", results_table(metrics), ""]
     if metrics.get("comparisons"):
+        parts += ["## Winner per metric", "", *winner_table(metrics), ""]
         significance = metrics.get("significance", {})
         parts += [
             "## Significant differences",
@@ -74,6 +83,7 @@ def report(config: RunConfig) -> str:
             *significance_lines(metrics),
             "",
         ]
+    parts += cost_table(metrics) + retrieval_table(metrics)
     parts += [
         "## Metrics",
         "",
@@ -83,27 +93,80 @@ def report(config: RunConfig) -> str:
         "",
         *[f"- **{name}**: {entry['description']}" for name, entry in metrics["systems"].items()],
     ]
-    parts += _stage_notes(paths)
+    parts += _stage_notes(paths, stage, out)
     text = "\n".join(parts) + "\n"
-    _write_html(paths, config, f"Student {config.student.model}, teacher {config.teacher.model}.", metrics)
-    write_json(paths.report_json, metrics)
-    with atomic_path(paths.report) as tmp:
+    _write_html(paths, stage, out / "report.html", title, f"Student {config.student.model}, teacher {config.teacher.model}.", metrics)
+    write_json(out / "report.json", metrics)
+    with atomic_path(out / "report.md") as tmp:
         tmp.write_text(text, encoding="utf-8")
     return text
 
 
-def _write_html(paths: RunPaths, config: RunConfig, intro: str, metrics: dict[str, Any]) -> None:
+def winner_table(metrics: dict[str, Any]) -> list[str]:
+    """Markdown rows: per metric the leading system, whether its lead is significant, and over whom."""
+    from domainkd.reporting.verdicts import verdicts
+
+    lines = ["| metric | leader | score | significantly ahead of | not separable from |", "|---|---|---:|---|---|"]
+    for verdict in verdicts(metrics):
+        arrow = "↑" if metrics["metrics"][verdict.metric].get("higher_is_better", True) else "↓"
+        leader = f"**{verdict.leader}**" if verdict.clear and verdict.beats else verdict.leader
+        lines.append(
+            f"| {verdict.metric} {arrow} | {leader} | {_percent(verdict.mean)} | {', '.join(verdict.beats) or '–'} | "
+            f"{', '.join(verdict.ties) or '–'} |"
+        )
+    return lines + ["", "Bold: significantly better than every other system (Holm-corrected Wilcoxon)."]
+
+
+def cost_table(metrics: dict[str, Any]) -> list[str]:
+    """Markdown section: inference cost per answer of each system (omitted when none was measured)."""
+    costs = {system: entry.get("cost") or {} for system, entry in metrics["systems"].items()}
+    if not any(cost.get("seconds_per_answer") is not None for cost in costs.values()):
+        return []
+
+    def number(value: float | None, digits: int) -> str:
+        return "–" if value is None else f"{value:.{digits}f}"
+
+    lines = ["## Inference cost", "", "| system | seconds / answer | prompt tokens | answer tokens |", "|---|---:|---:|---:|"]
+    for system, cost in costs.items():
+        lines.append(
+            f"| {system} | {number(cost.get('seconds_per_answer'), 3)} | {number(cost.get('prompt_tokens'), 0)} | "
+            f"{number(cost.get('answer_tokens'), 1)} |"
+        )
+    return lines + ["", "Seconds include retrieval; batched generation's time is shared out over the batch.", ""]
+
+
+def retrieval_table(metrics: dict[str, Any]) -> list[str]:
+    """Markdown section: recall@k of the gold chunk per retrieval method (omitted when not measured)."""
+    retrieval = metrics.get("retrieval") or {}
+    if not retrieval:
+        return []
+    ks = sorted({int(k) for entry in retrieval.values() for k in entry["recall_at"]})
+    header = "| method | questions | " + " | ".join(f"recall@{k}" for k in ks) + " | MRR | " + " | ".join(
+        f"document recall@{k}" for k in ks) + " |"
+    lines = ["## Retrieval", "", header, "|---|---:|" + "---:|" * (2 * len(ks) + 1)]
+    for method, entry in retrieval.items():
+        cells = [_percent(entry["recall_at"].get(str(k))) for k in ks]
+        documents = [_percent(entry["document_recall_at"].get(str(k))) for k in ks]
+        lines.append(f"| {method} | {entry['questions']} | " + " | ".join(cells) + f" | {entry['mrr']:.3f} | " + " | ".join(documents) + " |")
+    return lines + [
+        "", "Recall@k: the share of in-scope questions whose gold chunk (the source document's chunk holding the "
+        "answer's facts) is among the first k retrieved; document recall@k counts any chunk of the source document.", "",
+    ]
+
+
+def _write_html(paths: RunPaths, stage: str, target: Path, title: str, intro: str, metrics: dict[str, Any]) -> None:
     from domainkd.evaluation.systems import sources_by_name
     from domainkd.reporting.html import write_html_report
 
     predictions = {
-        system: read_jsonl(paths.predictions(system)) for system in metrics["systems"] if paths.predictions(system).is_file()
+        system: read_jsonl(paths.predictions(system, stage))
+        for system in metrics["systems"] if paths.predictions(system, stage).is_file()
     }
     sources = sources_by_name(load_sources(paths.chunks.parent).chunks) if paths.chunks.is_file() else {}
-    write_html_report(paths.report_html, f"domainkd report: {config.name}", intro, metrics, predictions, sources)
+    write_html_report(target, title, intro, metrics, predictions, sources)
 
 
-def _stage_notes(paths: RunPaths) -> list[str]:
+def _stage_notes(paths: RunPaths, stage: str, out: Path) -> list[str]:
     notes = ["", "## Run", ""]
     for label, path in (("data", paths.data_summary), ("teach", paths.teach_summary), ("train", paths.train_summary)):
         if path.is_file():
@@ -112,7 +175,7 @@ def _stage_notes(paths: RunPaths) -> list[str]:
             notes.append(f"- **{label}**: `{json.dumps(summary)}`")
     notes += [
         "",
-        f"Per-example answers and scores: `{paths.root / 'eval'}/predictions-<system>.jsonl`; "
-        f"charts and the per-example table: `{paths.report_html}`.",
+        f"Per-example answers and scores: `{paths.root / stage}/predictions-<system>.jsonl`; "
+        f"charts and the per-example table: `{out / 'report.html'}`.",
     ]
     return notes
