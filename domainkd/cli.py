@@ -146,6 +146,44 @@ def grid_command(config: ConfigArg, set_: SetOption = None) -> None:
     print(run_grid(_config(config, set_)))
 
 
+RunDirArg = Annotated[Path, typer.Argument(help="A trained run directory (holds config.yaml and train/model).")]
+
+
+@app.command("serve")
+def serve_command(
+    run_dir: RunDirArg,
+    host: Annotated[str, typer.Option(help="Address to bind; a non-loopback one should have an API key.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=1, max=65535, help="Port to listen on.")] = 8000,
+    model_name: Annotated[str | None, typer.Option(help="Model name clients send (default: the run's name).")] = None,
+    api_key_env: Annotated[str, typer.Option(help="Environment variable holding the API key; unset: no key needed.")] = "DOMAINKD_API_KEY",
+    retrieval: Annotated[str, typer.Option(help="Put retrieved excerpts in the prompt: none, bm25, dense or hybrid.")] = "none",
+    top_k: Annotated[int | None, typer.Option(min=1, help="Excerpts per prompt (default: the run's retrieval.top_k).")] = None,
+    max_concurrency: Annotated[int, typer.Option(min=1, help="Requests admitted at once; more get HTTP 429.")] = 4,
+    max_request_bytes: Annotated[int, typer.Option(min=1, help="Largest request body in bytes; larger get HTTP 413.")] = 65536,
+    max_tokens_limit: Annotated[int, typer.Option(min=1, help="Largest max_tokens a request may ask for, and the default.")] = 512,
+) -> None:
+    """Serve the run's student behind an OpenAI-compatible API (/v1/chat/completions, /v1/models)."""
+    from domainkd.serving import serve
+
+    serve(
+        run_dir, host=host, port=port, model_name=model_name, api_key_env=api_key_env, retrieval=retrieval, top_k=top_k,
+        max_concurrency=max_concurrency, max_request_bytes=max_request_bytes, max_tokens_limit=max_tokens_limit,
+    )
+
+
+@app.command("export")
+def export_command(
+    run_dir: RunDirArg,
+    out_dir: Annotated[Path, typer.Argument(help="Folder for the standalone model; must be empty unless --force.")],
+    dtype: Annotated[str, typer.Option(help="Weights dtype: float32, bfloat16 or float16.")] = "float32",
+    force: Annotated[bool, typer.Option("--force", help="Replace a non-empty OUT_DIR.")] = False,
+) -> None:
+    """Write the student (LoRA merged) as safetensors, tokenizer and model card, loadable with plain transformers."""
+    from domainkd.serving import export_model
+
+    print(export_model(run_dir, out_dir, dtype=dtype, force=force))
+
+
 @models_app.command("list")
 def models_list() -> None:
     """Show the known model sources and whether each is cached."""
