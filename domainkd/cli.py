@@ -138,6 +138,26 @@ def compare_command(
     print(compare(loaded))
 
 
+@app.command("retrieve")
+def retrieve_command(
+    config: ConfigArg,
+    set_: SetOption = None,
+    query: Annotated[str | None, typer.Option(help="Show the chunks this query retrieves; without it, recall@k on eval.questions.")] = None,
+    method: Annotated[str | None, typer.Option(help="bm25, dense or hybrid (default: retrieval.method).")] = None,
+    top_k: Annotated[int | None, typer.Option(min=1, help="Chunks to show (default: retrieval.top_k).")] = None,
+) -> None:
+    """Search the documents' chunks as the RAG strategies do, or measure recall@k of each method."""
+    from domainkd.compare import retrieval_quality, search_chunks
+    from domainkd.reporting.markdown import retrieval_table
+
+    loaded = _config(config, set_)
+    if query is None:
+        print("\n".join(retrieval_table({"retrieval": retrieval_quality(loaded)})) or "eval.questions name no sources.")
+        return
+    for hit in search_chunks(loaded, query, method, top_k):
+        print(f"{hit.rank}. {hit.score:.4f}  {hit.chunk.chunk_id}  {hit.chunk.title}\n   {hit.chunk.text[:300]!r}")
+
+
 @app.command("grid")
 def grid_command(config: ConfigArg, set_: SetOption = None) -> None:
     """Run the KD experiment grid of the config's `grid` section (finished cells are skipped) and print its table."""

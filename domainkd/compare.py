@@ -24,16 +24,13 @@ STAGE = "compare"
 
 def compare(config: RunConfig) -> str:
     """Evaluate every configured strategy, measure retrieval, write the comparison report; return its Markdown."""
-    from domainkd.data.build import prepare_data
     from domainkd.reporting import report
 
-    paths = RunPaths(config.output_dir)
-    if not paths.chunks.is_file():
-        prepare_data(config)  # reads and chunks the documents; no teacher calls
+    paths = chunked_run(config)
     check_ready(config, paths)
     systems = {name: System(describe(strategy, config), strategy) for name, strategy in config.compare.strategies.items()}
     metrics = evaluate(config, systems, stage=STAGE)
-    metrics["retrieval"] = retrieval_quality(config, paths)
+    metrics["retrieval"] = retrieval_quality(config)
     write_json(paths.root / STAGE / "metrics.json", metrics)
     return report(config, stage=STAGE)
 
@@ -54,15 +51,31 @@ def check_ready(config: RunConfig, paths: RunPaths) -> None:
             )
 
 
-def retrieval_quality(config: RunConfig, paths: RunPaths) -> dict[str, Any]:
+def retrieval_quality(config: RunConfig) -> dict[str, Any]:
     """Method -> recall@k, document recall@k and MRR of the gold chunk over the in-scope questions."""
     from domainkd.retrieval.chunks import RETRIEVAL_METHODS, retrieval_recall
 
     questions = load_questions(config)
     if not any(question.get("source") for question in questions):
         return {}  # no gold sources to measure against
-    resources = PromptResources(config, paths)
+    resources = PromptResources(config, chunked_run(config))
     return {
         method: retrieval_recall(resources.retriever(method), questions, config.retrieval.recall_at)
         for method in RETRIEVAL_METHODS
     }
+
+
+def search_chunks(config: RunConfig, query: str, method: str | None = None, top_k: int | None = None) -> list[Any]:
+    """The chunks ``query`` retrieves, best first (`domainkd retrieve --query`)."""
+    resources = PromptResources(config, chunked_run(config))
+    return resources.retriever(method or config.retrieval.method).search([query], top_k or config.retrieval.top_k)[0]
+
+
+def chunked_run(config: RunConfig) -> RunPaths:
+    """The run's paths, its documents read and chunked first when the data stage has not run (no teacher calls)."""
+    from domainkd.data.build import prepare_data
+
+    paths = RunPaths(config.output_dir)
+    if not paths.chunks.is_file():
+        prepare_data(config)
+    return paths
