@@ -34,7 +34,7 @@ from domainkd.data.build import prepare_data, teach
 from domainkd.distill.vocab import check_vocabularies
 from domainkd.errors import DomainKDError
 from domainkd.evaluation import evaluate
-from domainkd.io import write_json
+from domainkd.io import read_jsonl, write_json
 from domainkd.models import load_tokenizer, save_first_layers
 from domainkd.models.cache import sha256_of
 from domainkd.paths import RunPaths
@@ -82,9 +82,14 @@ def run_grid(config: RunConfig) -> str:
         for label, reference in grid.teachers.items():
             settings = {**config.train.model_dump(mode="json"), **grid.teacher_sft_train}
             _fine_tuned(config, root / f"teacher_sft-{label}", reference, settings)
-    rows += [{**cell.row(), **_cell(cell.config, root)} for cell in cells]
-    table = results_table(rows)
-    write_json(root / "grid.json", {"rows": rows})
+    reference_row = rows[-1]["cell"]  # the strongest student without KD: SFT when the grid trains one
+    rows += [
+        {**cell.row(), **_cell(cell.config, root), "predictions": str(RunPaths(cell.config.output_dir).predictions("student"))}
+        for cell in cells
+    ]
+    significance = against_reference(rows, reference_row, config)
+    table = results_table(rows, significance)
+    write_json(root / "grid.json", {"rows": rows, "significance": significance})
     (root / "grid.md").write_text(table + "\n", encoding="utf-8")
     return table
 
@@ -192,7 +197,7 @@ def _effective_loss(loss: str, relation: str, grid: GridConfig) -> str:
 def _cell(config: RunConfig, root: Path) -> dict[str, Any]:
     """Train and evaluate one KD cell, or read its result if it finished for the same inputs."""
     identity = {
-        "config": config.model_dump(mode="json"),
+        "config": config.model_dump(mode="json", exclude={"compare", "retrieval"}),  # sections a cell never reads
         "train_set_sha256": sha256_of(RunPaths(root / "base").train_set),
         "student_stamp": _stamp(config.student.model),
         "teacher_stamp": _stamp(config.train.kd.teacher),
@@ -220,19 +225,57 @@ def _reference_row(config: RunConfig, root: Path, label: str, student: str) -> d
     variant = _variant(config, root / "reference" / slug, student__model=student, eval__systems=["base_student"])
     _with_training_set(variant, root)
     scores = evaluate(variant)["systems"]["base_student"]["scores"]
-    return {"cell": label, "scores": scores}
+    return {"cell": label, "scores": scores, "predictions": str(RunPaths(variant.output_dir).predictions("base_student"))}
 
 
-def results_table(rows: list[dict[str, Any]]) -> str:
-    """One Markdown table: a row per cell (reference rows first), metrics in percent."""
+def against_reference(rows: list[dict[str, Any]], reference: str, config: RunConfig) -> dict[str, Any]:
+    """Every row against the ``reference`` row (the student without KD).
+
+    Paired Wilcoxon on the per-example scores of the table's metrics, Holm-corrected over the
+    cells of each metric, from each row's predictions file.
+    """
+    from domainkd.evaluation.registry import METRICS
+    from domainkd.evaluation.statistics import compare_systems
+
+    per_example = {
+        row["cell"]: {metric: [example["scores"].get(metric) for example in read_jsonl(Path(row["predictions"]))]
+                      for metric in TABLE_METRICS}
+        for row in rows if Path(row.get("predictions", "")).is_file()
+    }
+    if reference not in per_example:
+        return {}
+    settings = config.eval.significance
+    comparisons = compare_systems(
+        per_example, {metric: METRICS[metric].higher_is_better for metric in TABLE_METRICS},
+        alpha=settings.alpha, resamples=settings.resamples, seed=settings.seed, baseline=reference,
+    )
+    return {"reference": reference, "alpha": settings.alpha, "comparisons": comparisons}
+
+
+def results_table(rows: list[dict[str, Any]], significance: dict[str, Any] | None = None) -> str:
+    """One Markdown table: a row per cell (reference rows first), metrics in percent, ▲/▼ where significant."""
     header = ["cell", "teacher", "vocabulary", "teacher SFT", "student SFT", "loss", *TABLE_METRICS]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * 6 + "---:|" * len(TABLE_METRICS)]
+    marks = _marks(significance or {})
     for row in rows:
         flags = [_yes_no(row.get("teacher_sft")), _yes_no(row.get("student_sft"))]
         cells = [row["cell"], row.get("teacher", "-"), row.get("vocabulary", "-"), *flags, row.get("loss", "-")]
-        cells += [_percent(row["scores"][metric]) for metric in TABLE_METRICS]
+        cells += [_percent(row["scores"][metric]) + marks.get((row["cell"], metric), "") for metric in TABLE_METRICS]
         lines.append("| " + " | ".join(cells) + " |")
+    if significance:
+        lines += ["", f"▲ / ▼: significantly better / worse than \"{significance['reference']}\" (paired Wilcoxon, "
+                  f"Holm-corrected over the cells of each metric, α = {significance['alpha']})."]
     return "\n".join(lines)
+
+
+def _marks(significance: dict[str, Any]) -> dict[tuple[str, str], str]:
+    """(cell, metric) -> ▲ or ▼ for the cells that differ significantly from the reference row."""
+    marks = {}
+    for metric, pairs in (significance.get("comparisons") or {}).items():
+        for pair in pairs:
+            if pair["significant"]:
+                marks[(pair["a"], metric)] = " ▲" if pair["better"] == pair["a"] else " ▼"
+    return marks
 
 
 def _yes_no(value: bool | None) -> str:

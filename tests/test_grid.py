@@ -34,7 +34,14 @@ def test_grid_runs_every_cell_once_and_resumes(grid_config, monkeypatch):
     assert {row["loss"] for row in cells if row["vocabulary"] == "different"} == {"mined", "dskd"}
     assert {row["loss"] for row in cells if row["vocabulary"] == "same"} == {"vanilla", "dskd"}
     assert all(row["scores"]["token_f1"]["n"] == 2 for row in rows)  # the same in-scope questions everywhere
-    assert table.count("\n") == len(rows) + 1 and (root / "grid.md").read_text().strip() == table
+    assert table.count("\n| ") == len(rows) and (root / "grid.md").read_text().strip() == table
+    significance = json.loads((root / "grid.json").read_text())["significance"]
+    assert significance["reference"] == "student SFT (no KD)" and set(significance["comparisons"]) == set(grid_module.TABLE_METRICS)
+    for pairs in significance["comparisons"].values():  # every other row against the reference, Holm over those
+        assert [pair["a"] for pair in pairs] == [row["cell"] for row in rows if row["cell"] != significance["reference"]]
+        assert {pair["b"] for pair in pairs} == {"student SFT (no KD)"}
+    assert table.endswith('significantly better / worse than "student SFT (no KD)" (paired Wilcoxon, '
+                          "Holm-corrected over the cells of each metric, α = 0.05).")
     assert (root / "student-1-layers" / "config.json").is_file()
     assert json.loads((root / "student-1-layers" / "config.json").read_text())["num_hidden_layers"] == 1
 
@@ -80,3 +87,19 @@ def test_unusable_teacher_labels_are_refused(tiny_config):
     raw["grid"] = {"teachers": {"../up": "x"}}
     with pytest.raises(DomainKDError, match="names directories"):
         config_from_dict(raw)
+
+
+def test_table_marks_cells_significantly_better_or_worse_than_the_reference():
+    rows = [
+        {"cell": "student SFT (no KD)", "scores": {metric: {"mean": 0.5} for metric in grid_module.TABLE_METRICS}},
+        {"cell": "kd-a", "loss": "vanilla", "scores": {metric: {"mean": 0.7} for metric in grid_module.TABLE_METRICS}},
+        {"cell": "kd-b", "loss": "dskd", "scores": {metric: {"mean": 0.3} for metric in grid_module.TABLE_METRICS}},
+    ]
+    pairs = [
+        {"a": "kd-a", "b": "student SFT (no KD)", "significant": True, "better": "kd-a"},
+        {"a": "kd-b", "b": "student SFT (no KD)", "significant": True, "better": "student SFT (no KD)"},
+    ]
+    table = grid_module.results_table(rows, {"reference": "student SFT (no KD)", "alpha": 0.05, "comparisons": {"token_f1": pairs}})
+    lines = {line.split(" | ")[0].lstrip("| "): line for line in table.splitlines() if line.startswith("| ")}
+    assert "| 70.0 ▲ |" in lines["kd-a"] and "| 30.0 ▼ |" in lines["kd-b"]
+    assert lines["kd-a"].count("▲") == 1 and "▲" not in lines["student SFT (no KD)"]  # only token_f1 was tested

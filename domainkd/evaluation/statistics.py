@@ -250,11 +250,16 @@ def compare_metric(
     alpha: float = 0.05,
     resamples: int = 2000,
     seed: int = 0,
+    baseline: str | None = None,
 ) -> list[dict]:
-    """Compare every unordered pair of systems that have ``metric``; see :func:`compare_systems`."""
+    """Compare the pairs of systems that have ``metric``; see :func:`compare_systems`."""
     systems = [name for name, metrics in per_example.items() if metric in metrics]
+    if baseline is None:
+        matched = list(combinations(systems, 2))
+    else:
+        matched = [(name, baseline) for name in systems if name != baseline] if baseline in systems else []
     pairs = []
-    for name_a, name_b in combinations(systems, 2):
+    for name_a, name_b in matched:
         scores_a, scores_b = per_example[name_a][metric], per_example[name_b][metric]
         pairs.append({"a": name_a, "b": name_b, **_compare_pair(scores_a, scores_b, 1.0 - alpha, resamples, seed)})
     for pair, p_holm in zip(pairs, holm([pair["p_value"] for pair in pairs])):
@@ -270,11 +275,13 @@ def compare_systems(
     alpha: float = 0.05,
     resamples: int = 2000,
     seed: int = 0,
+    baseline: str | None = None,
 ) -> dict[str, list[dict]]:
     """Pairwise comparison of systems on every metric, Holm-corrected per metric.
 
     For each metric, every unordered pair of systems having it, in the order systems
-    appear (``(s0, s1), (s0, s2), (s1, s2), ...``), gets one dict::
+    appear (``(s0, s1), (s0, s2), (s1, s2), ...``) — or, with a ``baseline``, every other
+    system against it (``(s, baseline)``, so fewer tests share the correction) — gets one dict::
 
         {"a", "b", "n", "mean_difference", "ci_low", "ci_high",
          "p_value", "p_holm", "significant", "better"}
@@ -293,6 +300,7 @@ def compare_systems(
             confidence ``1 - alpha``.
         resamples: Bootstrap resamples per pair.
         seed: Seed of every bootstrap; the same seed gives the same result.
+        baseline: Compare every system with this one only (None: all pairs).
 
     Returns:
         ``{metric: [pair dicts]}`` for every metric of any system, in order of first
@@ -309,6 +317,6 @@ def compare_systems(
     if not 0.0 < alpha < 1.0:
         raise ValueError(f"alpha must lie strictly between 0 and 1, got {alpha}.")
     return {
-        metric: compare_metric(per_example, metric, higher_is_better[metric], alpha, resamples, seed)
+        metric: compare_metric(per_example, metric, higher_is_better[metric], alpha, resamples, seed, baseline)
         for metric in metrics
     }

@@ -247,6 +247,17 @@ def test_compare_systems_holm_is_per_metric():
             assert pair["better"] is None or pair["significant"]
 
 
+def test_compare_systems_against_a_baseline_tests_only_its_pairs():
+    result = compare_systems(three_systems(), {"fact_accuracy": True, "hallucination": False}, baseline="student")
+    pairs = result["fact_accuracy"]
+    assert [(pair["a"], pair["b"]) for pair in pairs] == [("base_student", "student"), ("teacher_closed_book", "student")]
+    assert [pair["p_holm"] for pair in pairs] == pytest.approx(holm([pair["p_value"] for pair in pairs]))  # m = 2
+    assert pairs[0]["mean_difference"] == pytest.approx(-0.2) and pairs[0]["better"] == "student"
+    assert compare_systems(three_systems(), {"fact_accuracy": True, "hallucination": False}, baseline="absent") == {
+        "fact_accuracy": [], "hallucination": [],
+    }
+
+
 def test_compare_systems_counts_pairs_with_none():
     data = {
         "s0": {"m": [1.0, None, 0.0, 1.0]},
