@@ -333,10 +333,7 @@ class CompareConfig(StrictModel):
     def _check_strategies(cls, strategies: dict[str, StrategyConfig]) -> dict[str, StrategyConfig]:
         if not strategies:
             raise ValueError("name at least one strategy, e.g. {distilled: {model: student}}")
-        for name in strategies:
-            if not re.fullmatch(r"[A-Za-z0-9_.-]+", name):
-                raise ValueError(f"strategy name {name!r} names files; use letters, digits, '_', '.' or '-'")
-        return strategies
+        return _file_safe(strategies, "strategy name", "files")
 
 
 class EvalConfig(StrictModel):
@@ -420,10 +417,7 @@ class GridConfig(StrictModel):
     def _check_teachers(cls, teachers: dict[str, str]) -> dict[str, str]:
         if not teachers:
             raise ValueError("name at least one teacher, e.g. {same_vocab: smollm2-135m-instruct}")
-        for label in teachers:
-            if not re.fullmatch(r"[A-Za-z0-9_.-]+", label):
-                raise ValueError(f"teacher label {label!r} names directories; use letters, digits, '_', '.' or '-'")
-        return teachers
+        return _file_safe(teachers, "teacher label", "directories")
 
     @field_validator("teacher_sft", "student_sft", "losses")
     @classmethod
@@ -466,6 +460,14 @@ class RunConfig(StrictModel):
     def output_dir(self) -> Path:
         """The run directory every stage reads from and writes to."""
         return self.run_dir if self.run_dir is not None else Path("runs") / self.name
+
+
+def _file_safe(named: dict[str, Any], what: str, names: str) -> dict[str, Any]:
+    """``named`` unchanged when every key can name a file; else one sentence naming the bad key."""
+    for key in named:
+        if not re.fullmatch(r"[A-Za-z0-9_.-]+", key):
+            raise ValueError(f"{what} {key!r} names {names}; use letters, digits, '_', '.' or '-'")
+    return named
 
 
 def _known_names(names: list[str], registry: dict[str, Any], key: str) -> list[str]:

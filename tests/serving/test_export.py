@@ -29,13 +29,6 @@ def _logits(model, ids):
         return model(input_ids=ids).logits[0]
 
 
-@pytest.fixture()
-def trained_run(tiny_config, tiny_model):
-    """A run as `domainkd train` (method full) leaves it: config.yaml and train/model."""
-    paths = RunPaths(tiny_config.output_dir)
-    dump_config(tiny_config, paths.config)
-    shutil.copytree(tiny_model, paths.model)
-    return paths.root
 
 
 def test_export_loads_with_plain_transformers_and_gives_the_source_logits(trained_run, tiny_config, tmp_path):

@@ -17,7 +17,6 @@ import uvicorn
 from typer.testing import CliRunner
 
 from domainkd.cli import app as cli_app
-from domainkd.config import dump_config
 from domainkd.errors import DomainKDError
 from domainkd.evaluation.systems import excerpt_prompt
 from domainkd.models import load_causal_lm, render_prompt
@@ -381,15 +380,6 @@ def test_retrieval_puts_the_excerpts_in_the_last_user_turn_and_returns_sources(s
 
 
 # --- loading a run: app_for_run, serve and the CLI ---
-
-
-@pytest.fixture()
-def trained_run(tiny_config, tiny_model):
-    """A run as `domainkd train` leaves it: config.yaml and train/model."""
-    paths = RunPaths(tiny_config.output_dir)
-    dump_config(tiny_config, paths.config)
-    shutil.copytree(tiny_model, paths.model)
-    return paths.root
 
 
 def test_app_for_run_uses_the_run_name_prompt_and_key(trained_run, tiny_config, monkeypatch):
