@@ -1,0 +1,129 @@
+"""Where a ReBase query's time goes on a built datastore, and how balanced its IVF lists are.
+
+Times each step of :func:`domainkd.retrieval.query.search_rows` on warm caches (every query is
+run once before it is timed): the FAISS search of the examples' nearest values, collecting
+their rows, reconstructing and scoring those rows' values, de-duplicating, and reading the
+chosen rows. Then reports the IVF lists' sizes (FAISS's imbalance factor; a balanced index has
+about ``values / nlist`` per list) and which values fill the largest lists. Writes JSON and
+prints a table. Build a store first, e.g. with ``bench/rebase_datastore.py``:
+
+    python bench/rebase_profile.py /tmp/rebase-bench-1m/store --queries 10
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+import faiss
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from rebase_datastore import make_queries  # noqa: E402  (the benchmark's own task queries)
+
+from domainkd.retrieval import encode_query, load_encoder, open_datastore  # noqa: E402
+from domainkd.retrieval import query as rebase  # noqa: E402
+
+STEPS = ("faiss_search", "collect_rows", "reconstruct", "score", "dedup", "read_rows")
+
+
+def time_steps(store, vectors, top_k: int, candidate_k: int) -> dict[str, float]:
+    """Milliseconds of each step of one query (the steps of ``search_rows``, in order)."""
+    marks = [time.perf_counter()]
+    queries = np.concatenate([vectors.inputs, vectors.outputs])
+    _, value_ids = store.index.search(queries, candidate_k)
+    marks.append(time.perf_counter())
+    value_ids = value_ids[value_ids >= 0]
+    rows = np.unique(store.value_rows[np.unique(value_ids)])
+    starts, ends = store.row_starts[rows], store.row_starts[rows + 1]
+    counts = ends - starts
+    local = np.concatenate([[0], np.cumsum(counts)])
+    ids = np.arange(local[-1]) - np.repeat(local[:-1] - starts, counts)
+    marks.append(time.perf_counter())
+    values = store.index.reconstruct(ids)
+    marks.append(time.perf_counter())
+    description = store.descriptions[store.row_datasets[rows]] @ vectors.instruction
+    with rebase._blas_controller().limit(limits=1, user_api="blas"):
+        scores = rebase.rebase_scores(values, local, vectors, description)
+    marks.append(time.perf_counter())
+    chosen, seen = [], set()
+    for position in np.lexsort((rows, -scores.score)):
+        content = int(store.row_hashes[rows[position]])
+        if content not in seen:
+            seen.add(content)
+            chosen.append(int(position))
+        if len(chosen) == top_k:
+            break
+    marks.append(time.perf_counter())
+    store.rows([int(rows[p]) for p in chosen])
+    marks.append(time.perf_counter())
+    return {step: 1000 * (b - a) for step, a, b in zip(STEPS, marks, marks[1:])}
+
+
+def list_balance(store, largest: int = 5, sample: int = 200) -> dict:
+    """IVF list sizes, the imbalance factor, and the most common values in the largest lists."""
+    ivf = store.index.ivf
+    if ivf is None:
+        return {"index": "flat (no lists)"}
+    sizes = np.array([ivf.invlists.list_size(i) for i in range(ivf.nlist)])
+    top = []
+    for number in np.argsort(-sizes)[:largest]:
+        size = int(sizes[number])
+        ids = faiss.rev_swig_ptr(ivf.invlists.get_ids(int(number)), size).copy()
+        texts = Counter(store.value(int(i))[3][:40] for i in ids[:: max(1, size // sample)])
+        top.append({"size": size, "most_common_values": texts.most_common(3)})
+    return {
+        "nlist": int(ivf.nlist), "values": int(sizes.sum()), "mean_list": float(sizes.mean()),
+        "largest_list": int(sizes.max()), "imbalance_factor": float(ivf.invlists.imbalance_factor()),
+        "values_in_lists_over_10x_mean": int(sizes[sizes > 10 * sizes.mean()].sum()), "largest_lists": top,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("store", type=Path)
+    parser.add_argument("--queries", type=int, default=10)
+    parser.add_argument("--top-k", type=int, default=100)
+    parser.add_argument("--candidate-k", type=int, default=512)
+    parser.add_argument("--output", type=Path, default=Path("bench/results/rebase_profile.json"))
+    args = parser.parse_args()
+    store = open_datastore(args.store)
+    encoder = load_encoder(store.encoder_reference)
+    encoded = []
+    for instruction, examples in make_queries(args.queries):
+        started = time.perf_counter()
+        encoded.append((encode_query(encoder, instruction, examples), 1000 * (time.perf_counter() - started)))
+    for vectors, _ in encoded:  # warm the memory-mapped index and row store
+        rebase.search_rows(store, vectors, args.top_k, candidate_k=args.candidate_k)
+    timings = [time_steps(store, vectors, args.top_k, args.candidate_k) for vectors, _ in encoded]
+    medians = {"encode_query": float(np.median([ms for _, ms in encoded]))}
+    medians |= {step: float(np.median([timing[step] for timing in timings])) for step in STEPS}
+    stats = faiss.cvar.indexIVF_stats  # FAISS's global counters of IVF searches
+    stats.reset()
+    for vectors, _ in encoded:
+        store.index.search(np.concatenate([vectors.inputs, vectors.outputs]), args.candidate_k)
+    scanned = stats.ndis / max(1, stats.nq)
+    result = {
+        "store": str(args.store), "queries": args.queries, "top_k": args.top_k, "candidate_k": args.candidate_k,
+        "median_ms": medians, "vectors_scanned_per_query_vector": scanned, "lists": list_balance(store),
+    }
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text(json.dumps(result, indent=2) + "\n")
+    print(f"{'step':24} {'median ms':>10}")
+    for step, ms in medians.items():
+        print(f"{step:24} {ms:10.2f}")
+    lists = result["lists"]
+    print(f"vectors scanned per query vector: {scanned:,.0f}")
+    if "imbalance_factor" in lists:
+        print(f"IVF lists: {lists['nlist']}, mean {lists['mean_list']:.0f}, largest {lists['largest_list']:,}, "
+              f"imbalance factor {lists['imbalance_factor']:.1f}")
+        for entry in lists["largest_lists"]:
+            print(f"  {entry['size']:>8,}  {entry['most_common_values']}")
+
+
+if __name__ == "__main__":
+    main()
