@@ -98,13 +98,33 @@ def scatter(title: str, points: list[Point], x_label: str, y_label: str) -> str:
         axes.grid(True, axis="both")
         for point in points:
             axes.scatter([point.x], [point.y], s=60, color=point.color, zorder=3)
-            axes.annotate(point.label, (point.x, point.y), xytext=(6, 5), textcoords="offset points", fontsize=9)
         axes.margins(x=0.25, y=0.2)  # room for the labels right of the points
         axes.set_xlim(left=0)  # seconds: zero is a meaningful origin
         axes.set_xlabel(x_label)
         axes.set_ylabel(y_label)
         axes.set_title(title, fontsize=11, fontweight="bold", loc="left")
+        _place_labels(figure, axes, points)
         return _to_svg(figure)
+
+
+LABEL_OFFSETS = ((6, 5, "left"), (6, -13, "left"), (-6, 5, "right"), (-6, -13, "right"), (6, 17, "left"), (6, -25, "left"))
+"""Where a point's label may go (points right/up of it, alignment), tried in order until it overlaps no other label."""
+
+
+def _place_labels(figure: Figure, axes, points: list[Point]) -> None:
+    """Label each point at the first offset whose text box overlaps no label already placed."""
+    renderer = figure.canvas.get_renderer()
+    placed = []
+    for point in points:
+        for dx, dy, align in LABEL_OFFSETS:
+            label = axes.annotate(
+                point.label, (point.x, point.y), xytext=(dx, dy), textcoords="offset points", fontsize=9, ha=align
+            )
+            box = label.get_window_extent(renderer)
+            if not any(box.overlaps(other) for other in placed) or (dx, dy, align) == LABEL_OFFSETS[-1]:
+                placed.append(box)
+                break
+            label.remove()
 
 
 def _figure(width: float, height: float) -> Figure:
