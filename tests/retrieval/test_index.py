@@ -61,3 +61,24 @@ def test_no_vectors_and_no_index_are_clear_errors(tmp_path):
         build_index(np.zeros((0, 4), dtype=np.float32), tmp_path / "index.faiss")
     with pytest.raises(DomainKDError, match="does not exist"):
         VectorIndex(tmp_path / "missing.faiss")
+
+
+def test_scan_cap_stops_at_swollen_cells_without_losing_the_nearest(tmp_path):
+    import faiss
+
+    distinct = unit_vectors(2000)
+    label = distinct[:1] * 0.6 + unit_vectors(1)[:1] * 0.8  # a value repeated in 6,000 rows, e.g. "positive"
+    label /= np.linalg.norm(label)
+    vectors = np.concatenate([distinct, np.repeat(label, 6000, axis=0)]).astype(np.float32)
+    build_index(vectors, tmp_path / "index.faiss", IndexSettings(flat_limit=100, nlist=16))
+    query = label + 0.01 * unit_vectors(1)[:1]
+    scanned = {}
+    for factor in (0.0, 0.5):
+        index = VectorIndex(tmp_path / "index.faiss", nprobe=4, scan_factor=factor)
+        faiss.cvar.indexIVF_stats.reset()
+        _, ids = index.search(query.astype(np.float32), k=5)
+        scanned[factor] = faiss.cvar.indexIVF_stats.ndis
+        assert ids[0, 0] >= 2000  # the repeated value is still what the query finds
+        _, ids = index.search(distinct[[7, 1500]], k=1)
+        assert list(ids[:, 0]) == [7, 1500]
+    assert scanned[0.5] < scanned[0.0]
