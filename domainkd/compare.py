@@ -29,9 +29,10 @@ def compare(config: RunConfig) -> str:
     paths = chunked_run(config)
     check_ready(config, paths)
     systems = {name: System(describe(strategy, config), strategy) for name, strategy in config.compare.strategies.items()}
-    metrics = evaluate(config, systems, stage=STAGE)
-    metrics["retrieval"] = retrieval_quality(config)
-    write_json(paths.root / STAGE / "metrics.json", metrics)
+    resources = PromptResources(config, paths)  # one encoder and one set of retrievers for answers and recall
+    metrics = evaluate(config, systems, stage=STAGE, resources=resources)
+    metrics["retrieval"] = retrieval_quality(config, resources)
+    write_json(paths.stage_metrics(STAGE), metrics)
     return report(config, stage=STAGE)
 
 
@@ -51,14 +52,14 @@ def check_ready(config: RunConfig, paths: RunPaths) -> None:
             )
 
 
-def retrieval_quality(config: RunConfig) -> dict[str, Any]:
+def retrieval_quality(config: RunConfig, resources: PromptResources | None = None) -> dict[str, Any]:
     """Method -> recall@k, document recall@k and MRR of the gold chunk over the in-scope questions."""
     from domainkd.retrieval.chunks import RETRIEVAL_METHODS, retrieval_recall
 
     questions = load_questions(config)
     if not any(question.get("source") for question in questions):
         return {}  # no gold sources to measure against
-    resources = PromptResources(config, chunked_run(config))
+    resources = resources or PromptResources(config, chunked_run(config))
     return {
         method: retrieval_recall(resources.retriever(method), questions, config.retrieval.recall_at)
         for method in RETRIEVAL_METHODS

@@ -73,7 +73,10 @@ class RunPaths:
 
     @property
     def metrics(self) -> Path:
-        return self.root / "eval" / "metrics.json"
+        return self.stage_metrics("eval")
+
+    def stage_metrics(self, stage: str) -> Path:
+        return self.root / stage / "metrics.json"
 
     @property
     def report(self) -> Path:

@@ -56,18 +56,22 @@ def load_questions(config: RunConfig) -> list[dict[str, Any]]:
     return rows[: config.eval.limit] if config.eval.limit else rows
 
 
-def evaluate(config: RunConfig, systems: dict[str, System] | None = None, stage: str = "eval") -> dict[str, Any]:
+def evaluate(
+    config: RunConfig, systems: dict[str, System] | None = None, stage: str = "eval",
+    resources: PromptResources | None = None,
+) -> dict[str, Any]:
     """Answer with every system, score every metric, compare the systems; write ``<stage>/metrics.json``.
 
     Args:
         config: the run.
         systems: name -> system; None evaluates the built-in systems named in ``eval.systems``.
         stage: the run subfolder for predictions and metrics (``eval``; ``compare`` for `domainkd compare`).
+        resources: chunks, retrievers, encoder and few-shot pool already loaded by the caller (None: load here).
     """
     paths = RunPaths(config.output_dir)
     systems = systems if systems is not None else {name: SYSTEMS[name] for name in config.eval.systems}
     questions = load_questions(config)
-    resources = PromptResources(config, paths)
+    resources = resources or PromptResources(config, paths)
     needs_chunks = any(system.strategy.retrieval != "none" for system in systems.values())
     chunks = resources.chunks if paths.chunks.is_file() or needs_chunks else []
     sources = [context_for(question, chunks) if question.get("source") and chunks else None for question in questions]
@@ -107,7 +111,7 @@ def evaluate(config: RunConfig, systems: dict[str, System] | None = None, stage:
             "test": "Wilcoxon signed-rank", "correction": "Holm",
         },
     }
-    write_json(paths.root / stage / "metrics.json", metrics)
+    write_json(paths.stage_metrics(stage), metrics)
     return metrics
 
 

@@ -58,7 +58,7 @@ def report(config: RunConfig, stage: str = "eval") -> str:
     ``report.md/.html/.json`` in the run directory, ``compare`` writes them in ``compare/``.
     """
     paths = RunPaths(config.output_dir)
-    source = paths.root / stage / "metrics.json"
+    source = paths.stage_metrics(stage)
     if not source.is_file():
         raise DomainKDError(f"{source} is missing; run `domainkd {stage} CONFIG` first.")
     metrics = json.loads(source.read_text(encoding="utf-8"))
@@ -104,17 +104,17 @@ def report(config: RunConfig, stage: str = "eval") -> str:
 
 def winner_table(metrics: dict[str, Any]) -> list[str]:
     """Markdown rows: per metric the leading system, whether its lead is significant, and over whom."""
-    from domainkd.reporting.verdicts import verdicts
+    from domainkd.reporting.verdicts import CLEAR_WIN_NOTE, verdicts
 
     lines = ["| metric | leader | score | significantly ahead of | not separable from |", "|---|---|---:|---|---|"]
     for verdict in verdicts(metrics):
         arrow = "↑" if metrics["metrics"][verdict.metric].get("higher_is_better", True) else "↓"
-        leader = f"**{verdict.leader}**" if verdict.clear and verdict.beats else verdict.leader
+        leader = f"**{verdict.leader}**" if verdict.clear else verdict.leader
         lines.append(
             f"| {verdict.metric} {arrow} | {leader} | {_percent(verdict.mean)} | {', '.join(verdict.beats) or '–'} | "
             f"{', '.join(verdict.ties) or '–'} |"
         )
-    return lines + ["", "Bold: significantly better than every other system (Holm-corrected Wilcoxon)."]
+    return lines + ["", CLEAR_WIN_NOTE]
 
 
 def cost_table(metrics: dict[str, Any]) -> list[str]:
