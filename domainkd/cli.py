@@ -55,11 +55,16 @@ StrategyOption = Annotated[
 ]
 
 
+def _name_list(items: list[str]) -> list[str]:
+    """Names from a repeatable option, each item also split at commas (``--strategy a,b --strategy c``)."""
+    return [name.strip() for item in items for name in item.split(",") if name.strip()]
+
+
 def _with_strategies(config: ConfigArg, set_: SetOption, strategies: list[str] | None) -> RunConfig:
     """The config, its data strategies narrowed to (or extended by) ``strategies``."""
     loaded = _config(config, set_)
     if strategies:
-        names = [name.strip() for item in strategies for name in item.split(",") if name.strip()]
+        names = _name_list(strategies)
         chosen = {name: loaded.data.strategies.get(name, {}) for name in names}
         try:
             loaded.data.strategies = chosen
@@ -129,7 +134,7 @@ def compare_command(
 
     loaded = _config(config, set_)
     if strategy:
-        names = [name.strip() for item in strategy for name in item.split(",") if name.strip()]
+        names = _name_list(strategy)
         unknown = [name for name in names if name not in loaded.compare.strategies]
         if unknown:
             known = ", ".join(loaded.compare.strategies)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -60,6 +61,11 @@ def write_jsonl(path: Path, rows: Iterable[dict[str, Any]]) -> int:
             handle.write(json.dumps(row, ensure_ascii=False) + "\n")
             count += 1
     return count
+
+
+def json_sha256(obj: Any) -> str:
+    """Hex sha256 of ``obj`` as key-sorted JSON: a fingerprint of settings and inputs."""
+    return hashlib.sha256(json.dumps(obj, sort_keys=True).encode("utf-8")).hexdigest()
 
 
 def write_json(path: Path, obj: Any) -> None:

@@ -483,21 +483,20 @@ def _cost(view: _View) -> str:
 
 
 def _winners(view: _View) -> str:
-    from domainkd.reporting.verdicts import verdicts
+    from domainkd.reporting.verdicts import CLEAR_WIN_NOTE, verdicts
 
     if not view.metrics.get("comparisons"):
         return ""
     rows = []
     for verdict in verdicts(view.metrics):
-        firm = verdict.clear and bool(verdict.beats)
         rows.append([
             f"<th>{escape(verdict.metric)}{_arrow(view, verdict.metric)}</th>",
-            f"<strong>{escape(verdict.leader)}</strong>" if firm else escape(verdict.leader),
+            f"<strong>{escape(verdict.leader)}</strong>" if verdict.clear else escape(verdict.leader),
             f'<td class="num">{_pct(verdict.mean)}</td>',
             escape(", ".join(verdict.beats)) or DASH,
             escape(", ".join(verdict.ties)) or DASH,
         ])
-    note = '<p class="note">Bold: significantly better than every other system (Holm-corrected Wilcoxon).</p>'
+    note = f'<p class="note">{escape(CLEAR_WIN_NOTE)}</p>'
     return note + _table(["metric", "leader", "score", "significantly ahead of", "not separable from"], rows)
 
 

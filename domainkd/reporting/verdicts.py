@@ -11,6 +11,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 
+CLEAR_WIN_NOTE = "Bold: significantly better than every other system (Holm-corrected Wilcoxon)."
+"""What a bold leader means, under the winner tables of both reports."""
+
+
 @dataclass(frozen=True)
 class Verdict:
     """The leader on one metric and how firmly it leads."""
@@ -25,8 +29,8 @@ class Verdict:
 
     @property
     def clear(self) -> bool:
-        """Whether it is significantly better than every other system."""
-        return not self.ties
+        """Whether it is significantly better than every other system (and there is one)."""
+        return bool(self.beats) and not self.ties
 
 
 def verdicts(metrics: dict[str, Any]) -> list[Verdict]:
@@ -59,7 +63,7 @@ def verdicts(metrics: dict[str, Any]) -> list[Verdict]:
 def verdict_sentence(verdict: Verdict) -> str:
     """``distilled wins fact_accuracy (62.5%), significantly ahead of all 5 others`` and the like."""
     score = f"{100 * verdict.mean:.1f}%"
-    if verdict.clear and verdict.beats:
+    if verdict.clear:
         others = "the other system" if len(verdict.beats) == 1 else f"all {len(verdict.beats)} others"
         return f"{verdict.leader} wins {verdict.metric} ({score}), significantly ahead of {others}"
     if not verdict.beats:

@@ -41,7 +41,7 @@ from typing import Any
 import numpy as np
 
 from domainkd.errors import DomainKDError
-from domainkd.io import atomic_dir, write_json
+from domainkd.io import atomic_dir, json_sha256, write_json
 from domainkd.retrieval.encoder import (
     DEFAULT_ENCODER,
     SentenceEncoder,
@@ -109,10 +109,6 @@ def chunks_hash(chunks: Sequence[Chunk]) -> str:
     return digest.hexdigest()
 
 
-def _hash_json(inputs: dict[str, Any]) -> str:
-    return hashlib.sha256(json.dumps(inputs, sort_keys=True).encode("utf-8")).hexdigest()
-
-
 # --- rankers -------------------------------------------------------------------------------------
 
 
@@ -151,7 +147,7 @@ class Bm25Ranker:
     @staticmethod
     def fingerprint(chunk_hash: str, encoder: str | SentenceEncoder) -> str:
         """sha256 over the chunks' hash, the tokenisation and scoring settings and the format version."""
-        return _hash_json({"part": "bm25", "version": FORMAT_VERSION, "chunks": chunk_hash, "settings": BM25_SETTINGS})
+        return json_sha256({"part": "bm25", "version": FORMAT_VERSION, "chunks": chunk_hash, "settings": BM25_SETTINGS})
 
     @classmethod
     def build(
@@ -214,7 +210,7 @@ class DenseRanker:
             "encoder": encoder_identity(encoder),
             "index": DENSE_SETTINGS.build_fields(),
         }
-        return _hash_json(inputs)
+        return json_sha256(inputs)
 
     @classmethod
     def build(

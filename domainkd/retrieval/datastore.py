@@ -40,7 +40,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from domainkd.errors import DomainKDError
-from domainkd.io import atomic_path, write_json
+from domainkd.io import atomic_path, json_sha256, write_json
 from domainkd.retrieval.encoder import (
     DEFAULT_ENCODER,
     SentenceEncoder,
@@ -116,7 +116,7 @@ def fingerprint(specs: list[DatasetSpec], encoder_identity: dict[str, Any], sett
         "index": settings.build_fields(),
         "datasets": [[str(s.path.resolve()), s.dataset_name, s.description, files_identity(s.path)] for s in specs],
     }
-    return hashlib.sha256(json.dumps(inputs, sort_keys=True).encode("utf-8")).hexdigest()
+    return json_sha256(inputs)
 
 
 def read_manifest(path: Path) -> dict[str, Any]:

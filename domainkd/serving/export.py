@@ -16,10 +16,9 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import yaml
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from domainkd.config import RunConfig, config_from_dict
+from domainkd.config import RunConfig, load_config
 from domainkd.errors import DomainKDError
 from domainkd.io import atomic_dir
 from domainkd.models import chat_messages, load_causal_lm, render_prompt
@@ -192,13 +191,7 @@ def _read_run(run_dir: Path) -> tuple[RunConfig, RunPaths]:
     source = trained_with if trained_with.is_file() else paths.config
     if not source.is_file():
         raise DomainKDError(f"{paths.config} is missing; run `domainkd data CONFIG` and `domainkd train CONFIG` first.")
-    try:
-        raw = yaml.safe_load(source.read_text(encoding="utf-8")) or {}
-    except yaml.YAMLError:
-        raise DomainKDError(f"{source} is not valid YAML; rerun the stage that wrote it.") from None
-    if not isinstance(raw, dict):
-        raise DomainKDError(f"{source} does not hold a run config; rerun the stage that wrote it.")
-    return config_from_dict(raw, source=str(source)), paths
+    return load_config(source), paths
 
 
 def _check_destination(out_dir: Path, paths: RunPaths, force: bool) -> None:

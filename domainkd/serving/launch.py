@@ -8,10 +8,9 @@ import re
 from pathlib import Path
 
 import torch
-import yaml
 from fastapi import FastAPI
 
-from domainkd.config import RunConfig, config_from_dict
+from domainkd.config import RunConfig, load_config
 from domainkd.errors import DomainKDError
 from domainkd.models import load_causal_lm
 from domainkd.paths import RunPaths
@@ -66,13 +65,7 @@ def load_run(run_dir: Path) -> tuple[RunConfig, RunPaths]:
         raise DomainKDError(f"run directory {paths.root} does not exist; pass the run_dir of a trained run.")
     if not paths.config.is_file():
         raise DomainKDError(f"{paths.config} is missing; run `domainkd data CONFIG` and `domainkd train CONFIG` first.")
-    try:
-        raw = yaml.safe_load(paths.config.read_text(encoding="utf-8")) or {}
-    except yaml.YAMLError:
-        raise DomainKDError(f"{paths.config} is not valid YAML; rerun `domainkd data CONFIG` to rewrite it.") from None
-    if not isinstance(raw, dict):
-        raise DomainKDError(f"{paths.config} does not hold a run config; rerun `domainkd data CONFIG` to rewrite it.")
-    config = config_from_dict(raw, source=str(paths.config))
+    config = load_config(paths.config)
     if not any(paths.model.glob("*.safetensors")):
         raise DomainKDError(f"{paths.model} has no safetensors weights; run `domainkd train CONFIG` first.")
     return config, paths
