@@ -121,6 +121,10 @@ def _pct(value: float | None) -> str:
     return DASH if value is None else f"{100 * value:.1f}"
 
 
+def _decimal(value: float | None) -> str:
+    return DASH if value is None else f"{value:.3f}"
+
+
 def _points(value: float | None) -> str:
     """Signed percentage points with a true minus sign (a hyphen next to the en dash of a range misreads)."""
     return DASH if value is None else f"{100 * value:+.1f}".replace("-", "−")
@@ -508,7 +512,7 @@ def _retrieval(view: _View) -> str:
     rows = [
         [f"<th>{escape(method)}</th>", f'<td class="num">{entry.get("questions", DASH)}</td>']
         + [f'<td class="num">{_pct(entry["recall_at"].get(str(k)))}</td>' for k in ks]
-        + [f'<td class="num">{entry.get("mrr", 0):.3f}</td>']
+        + [f'<td class="num">{_decimal(entry.get("mrr"))}</td>']
         for method, entry in retrieval.items()
     ]
     note = (

@@ -29,6 +29,10 @@ def _percent(value: float | None) -> str:
     return "–" if value is None else f"{100 * value:.1f}"
 
 
+def _decimal(value: float | None) -> str:
+    return "–" if value is None else f"{value:.3f}"
+
+
 def significance_lines(metrics: dict[str, Any]) -> list[str]:
     """One line per metric: which pairs of systems differ significantly (Holm-adjusted Wilcoxon)."""
     lines = []
@@ -147,7 +151,7 @@ def retrieval_table(metrics: dict[str, Any]) -> list[str]:
     for method, entry in retrieval.items():
         cells = [_percent(entry["recall_at"].get(str(k))) for k in ks]
         documents = [_percent(entry["document_recall_at"].get(str(k))) for k in ks]
-        lines.append(f"| {method} | {entry['questions']} | " + " | ".join(cells) + f" | {entry['mrr']:.3f} | " + " | ".join(documents) + " |")
+        lines.append(f"| {method} | {entry['questions']} | " + " | ".join(cells) + f" | {_decimal(entry['mrr'])} | " + " | ".join(documents) + " |")
     return lines + [
         "", "Recall@k: the share of in-scope questions whose gold chunk (the source document's chunk holding the "
         "answer's facts) is among the first k retrieved; document recall@k counts any chunk of the source document.", "",

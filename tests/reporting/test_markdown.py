@@ -41,3 +41,14 @@ def test_significance_lines_state_the_winners_advantage():
     ]
     metrics["comparisons"]["fact_accuracy"][0]["significant"] = False
     assert significance_lines(metrics)[0] == "- **fact_accuracy**: no significant difference between systems."
+
+
+def test_retrieval_table_shows_a_dash_when_no_question_had_a_gold_chunk():
+    from domainkd.reporting.html import render_html_report
+    from domainkd.reporting.markdown import retrieval_table
+
+    empty = {"method": "bm25", "questions": 0, "recall_at": {}, "document_recall_at": {}, "mrr": None}
+    found = {"method": "dense", "questions": 2, "recall_at": {"1": 0.5}, "document_recall_at": {"1": 1.0}, "mrr": 0.75}
+    lines = retrieval_table({"retrieval": {"bm25": empty, "dense": found}})
+    assert "| bm25 | 0 | – | – | – |" in lines and "| dense | 2 | 50.0 | 0.750 | 100.0 |" in lines
+    assert "<td class=\"num\">–</td>" in render_html_report("t", "i", {"retrieval": {"bm25": empty}}, {}, {})
