@@ -5,9 +5,12 @@ run once before it is timed): the FAISS search of the examples' nearest values, 
 their rows, reconstructing and scoring those rows' values, de-duplicating, and reading the
 chosen rows. Then reports the IVF lists' sizes (FAISS's imbalance factor; a balanced index has
 about ``values / nlist`` per list) and which values fill the largest lists. Writes JSON and
-prints a table. Build a store first, e.g. with ``bench/rebase_datastore.py``:
+prints a table. With ``--scan-factors`` it also times whole ``search_rows`` calls (warm) at each
+IVF scan cap (``VectorIndex.scan_factor``; 0 = no cap) and checks their rows against an exact
+scan of every row on the first ``--recall-queries`` queries. Build a store first, e.g. with
+``bench/rebase_datastore.py``:
 
-    python bench/rebase_profile.py /tmp/rebase-bench-1m/store --queries 10
+    python bench/rebase_profile.py /tmp/rebase-bench-1m/store --queries 10 --scan-factors 0 4
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ import faiss
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from rebase_datastore import make_queries  # noqa: E402  (the benchmark's own task queries)
+from rebase_datastore import exact_top_rows, make_queries  # noqa: E402  (the benchmark's own task queries)
 
 from domainkd.retrieval import encode_query, load_encoder, open_datastore  # noqa: E402
 from domainkd.retrieval import query as rebase  # noqa: E402
@@ -83,12 +86,33 @@ def list_balance(store, largest: int = 5, sample: int = 200) -> dict:
     }
 
 
+def scan_cap_effect(store, encoded: list, factors: list[float], top_k: int, candidate_k: int, recall_queries: int) -> dict:
+    """Per scan factor: median warm ``search_rows`` ms and mean agreement with the exact top rows."""
+    vectors = [v for v, _ in encoded]
+    exact = [exact_top_rows(store, v, top_k) for v in vectors[:recall_queries]]
+    effect = {}
+    for factor in factors:
+        store.index.scan_factor = factor
+        times = []
+        for query in vectors:
+            rebase.search_rows(store, query, top_k, candidate_k=candidate_k)  # warm
+            started = time.perf_counter()
+            rebase.search_rows(store, query, top_k, candidate_k=candidate_k)
+            times.append(1000 * (time.perf_counter() - started))
+        found = [{row.row_id for row in rebase.search_rows(store, v, top_k, candidate_k=candidate_k)} for v in vectors]
+        agreement = [len(rows & best) / top_k for rows, best in zip(found, exact)]
+        effect[str(factor)] = {"search_rows_ms_median": float(np.median(times)), "agreement_with_exact": float(np.mean(agreement))}
+    return effect
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("store", type=Path)
     parser.add_argument("--queries", type=int, default=10)
     parser.add_argument("--top-k", type=int, default=100)
     parser.add_argument("--candidate-k", type=int, default=512)
+    parser.add_argument("--scan-factors", type=float, nargs="*", default=[], help="IVF scan caps to compare (0: none)")
+    parser.add_argument("--recall-queries", type=int, default=4, help="queries checked against an exact scan")
     parser.add_argument("--output", type=Path, default=Path("bench/results/rebase_profile.json"))
     args = parser.parse_args()
     store = open_datastore(args.store)
@@ -111,6 +135,10 @@ def main() -> None:
         "store": str(args.store), "queries": args.queries, "top_k": args.top_k, "candidate_k": args.candidate_k,
         "median_ms": medians, "vectors_scanned_per_query_vector": scanned, "lists": list_balance(store),
     }
+    if args.scan_factors:
+        result["scan_factor"] = scan_cap_effect(
+            store, encoded, args.scan_factors, args.top_k, args.candidate_k, args.recall_queries
+        )
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(json.dumps(result, indent=2) + "\n")
     print(f"{'step':24} {'median ms':>10}")
@@ -123,6 +151,9 @@ def main() -> None:
               f"imbalance factor {lists['imbalance_factor']:.1f}")
         for entry in lists["largest_lists"]:
             print(f"  {entry['size']:>8,}  {entry['most_common_values']}")
+    for factor, effect in result.get("scan_factor", {}).items():
+        print(f"scan factor {factor:>4}: search_rows {effect['search_rows_ms_median']:.1f} ms (warm median), "
+              f"agreement with exact scan {100 * effect['agreement_with_exact']:.1f}%")
 
 
 if __name__ == "__main__":
