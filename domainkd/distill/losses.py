@@ -44,13 +44,31 @@ def _log_softmax(logits: Tensor, temperature: float) -> Tensor:
     if not temperature > 0:
         raise ValueError(f"temperature must be > 0, got {temperature}.")
     logits = logits.to(torch.promote_types(logits.dtype, torch.float32))
-    return F.log_softmax(logits / temperature, dim=-1)
+    return F.log_softmax(logits if temperature == 1 else logits / temperature, dim=-1)
 
 
 def _logsumexp(values: Tensor) -> Tensor:
     """``logsumexp`` over the last dim, -inf for an all -inf row without a NaN gradient."""
     empty = (values == _NEG_INF).all(-1)
     return values.masked_fill(empty[..., None], 0).logsumexp(-1).masked_fill(empty, _NEG_INF)
+
+
+def _log_mass_outside(logprobs: Tensor, ids: Tensor) -> Tensor:
+    """``log Σ_{j ∉ ids} exp(logprobs_j)`` over the last dim (``-inf`` where ``ids`` cover it all).
+
+    Summing the other entries' probabilities takes three passes over the vocabulary where a
+    masked logsumexp takes six (the offline KD step's largest cost after the model). Rows where
+    that sum underflows (a near-certain prediction, or ids covering everything) take the exact
+    masked logsumexp instead, so the value never loses more than float rounding.
+    """
+    mass = logprobs.exp().scatter(-1, ids, 0.0).sum(-1)  # (...)
+    floor = torch.finfo(mass.dtype).tiny * 2.0**40  # far above where the flushed entries' share matters
+    log_mass = mass.clamp(min=floor).log()
+    underflow = mass < floor
+    if underflow.any():
+        exact = _logsumexp(logprobs[underflow].scatter(-1, ids[underflow], _NEG_INF))
+        log_mass = log_mass.index_put((underflow,), exact)
+    return log_mass
 
 
 def _log_mixture(log_a: Tensor, log_b: Tensor, weight_a: float) -> Tensor:
@@ -511,8 +529,30 @@ def topk_divergence(
     Returns:
         ``(...)``, in the divergence's units.
     """
-    student_logprobs = _log_softmax(student_logits, temperature)  # (..., V)
-    student_tail = _logsumexp(student_logprobs.scatter(-1, teacher_topk_ids, _NEG_INF))  # (...)
+    return _topk_divergence(
+        _log_softmax(student_logits, temperature),
+        teacher_topk_ids,
+        teacher_topk_logprobs,
+        teacher_log_tail,
+        divergence_name,
+        teacher_tail_ids,
+        teacher_tail_entropy,
+        **params,
+    )
+
+
+def _topk_divergence(
+    student_logprobs: Tensor,
+    teacher_topk_ids: Tensor,
+    teacher_topk_logprobs: Tensor,
+    teacher_log_tail: Tensor,
+    divergence_name: str,
+    teacher_tail_ids: Tensor | None = None,
+    teacher_tail_entropy: Tensor | None = None,
+    **params: float,
+) -> Tensor:
+    """:func:`topk_divergence` from the student's log-probabilities (already at its temperature)."""
+    student_tail = _log_mass_outside(student_logprobs, teacher_topk_ids)  # (...)
     student_topk = student_logprobs.gather(-1, teacher_topk_ids).masked_fill(_repeats(teacher_topk_ids), _NEG_INF)
     student_buckets = torch.cat([student_topk, student_tail[..., None]], dim=-1)
     teacher_buckets = torch.cat([teacher_topk_logprobs, teacher_log_tail[..., None]], dim=-1).to(student_buckets.dtype)
@@ -540,9 +580,11 @@ def _topk_token_losses(
     ``tail_and_labels`` is ``(labels,)`` or ``(tail_ids, tail_entropy, labels)``.
     """
     *tail, labels = tail_and_labels
-    ce = F.cross_entropy(student_logits.to(torch.promote_types(student_logits.dtype, torch.float32)), labels, reduction="none")
-    kd = topk_divergence(
-        student_logits, teacher_topk_ids, teacher_topk_logprobs, teacher_log_tail, divergence_name, temperature, *tail, **params
+    logprobs = _log_softmax(student_logits, 1.0)  # (N, V), shared with the divergence at τ = 1
+    ce = F.nll_loss(logprobs, labels, ignore_index=IGNORE_INDEX, reduction="none")
+    student_logprobs = logprobs if temperature == 1 else _log_softmax(student_logits, temperature)
+    kd = _topk_divergence(
+        student_logprobs, teacher_topk_ids, teacher_topk_logprobs, teacher_log_tail, divergence_name, *tail, **params
     )
     return ce, kd
 

@@ -377,3 +377,25 @@ def test_topk_kd_loss_with_the_whole_vocabulary_equals_kd_loss():
     torch.testing.assert_close(stored, full)
     torch.testing.assert_close(stored_parts.kd, full_parts.kd)
     assert int(stored_parts.tokens) == 7
+
+
+def test_the_student_tail_mass_matches_a_masked_logsumexp_in_value_and_gradient():
+    from domainkd.distill.losses import _log_mass_outside, _logsumexp
+
+    student = logits(6, 40, seed=4, dtype=torch.float64)
+    student[1, 3] = 900.0  # near-certain: the other entries' probabilities underflow, the exact path takes over
+    student[2, :] = 0.0  # flat
+    student[3, 5:] = -math.inf  # masked vocabulary
+    student = student.float().requires_grad_()
+    ids = torch.stack([torch.randperm(40, generator=torch.Generator().manual_seed(row))[:8] for row in range(6)])
+    ids[1, 0], ids[3, :5] = 3, torch.arange(5)  # row 3: the ids cover every entry left: no tail at all
+    logprobs = F.log_softmax(student, dim=-1)
+    fast = _log_mass_outside(logprobs, ids)
+    exact = _logsumexp(logprobs.scatter(-1, ids, -math.inf))
+    assert fast[3] == -math.inf and torch.isfinite(fast[[0, 1, 2, 4, 5]]).all() and fast[1] < -800
+    torch.testing.assert_close(fast, exact)
+    weights = torch.tensor([1.0, 2.0, -1.0, 0.0, 0.5, 3.0])  # row 3 is -inf: weight 0 keeps the sum finite
+    (fast_grad,) = torch.autograd.grad((fast * weights).nan_to_num(neginf=0.0).sum(), student, retain_graph=True)
+    (exact_grad,) = torch.autograd.grad((exact * weights).nan_to_num(neginf=0.0).sum(), student)
+    torch.testing.assert_close(fast_grad, exact_grad)
+    assert not fast_grad.isnan().any()
