@@ -1,9 +1,14 @@
 """Local teacher throughput: batched generation ÷ one prompt at a time, through the `hf` teacher backend.
 
 Builds the context_qa prompts for the first facts of the embedded handbook and answers them
-with the teacher (`domainkd.teachers`, the path `domainkd teach` takes) at each batch size,
-greedy. Reports prompts and generated tokens per second, and each batch size's speed-up over
-batch 1 (issue 4's goal: ≥ 4 at batch 8). Writes JSON and prints a table.
+with the teacher (`domainkd.teachers`, the path `domainkd teach` takes: every prompt handed over
+at once, ``batch_size`` sequences decoding together with continuous batching) at each batch
+size, greedy. For comparison, ``static`` rows answer the same prompts in fixed batches with
+:func:`domainkd.models.generate_texts` (a batch runs until its longest answer ends; what the
+teacher did before continuous batching). Reports prompts and generated tokens per second, and
+each row's speed-up over batch 1 (issue 4's goal: ≥ 4 at batch 8). Last, it times one decode
+step (median of 12) over a ``--step-context``-token random context at each batch size: the
+ceiling batching can reach is batch size × step(1) / step(batch). Writes JSON and prints a table.
 
     python bench/teacher_throughput.py --model qwen2.5-coder-0.5b-instruct --prompts 16 --batch-sizes 1 8
 """
@@ -20,7 +25,7 @@ import torch
 
 from domainkd.config import TeacherConfig
 from domainkd.data import prompts as teacher_prompts
-from domainkd.models import load_tokenizer
+from domainkd.models import generate_texts, load_tokenizer, render_prompt
 from domainkd.sources import chunk_sections, read_documents, split_facts
 from domainkd.teachers import build_teacher
 
@@ -36,11 +41,37 @@ def question_conversations(model: str, count: int) -> list[list[dict[str, str]]]
     return [teacher_prompts.qa_conversation(title, fact) for title, fact in facts[:count]]
 
 
+def timed(batching: str, batch_size: int, answers: list[str], seconds: float, teacher) -> dict:
+    """One row of the table: throughput of ``answers`` generated in ``seconds``."""
+    tokens = sum(teacher._count_tokens(answer) for answer in answers)
+    return {"batching": batching, "batch_size": batch_size, "prompts": len(answers), "seconds": round(seconds, 1),
+            "prompts_per_second": round(len(answers) / seconds, 3), "generated_tokens": tokens,
+            "tokens_per_second": round(tokens / seconds, 2), "answers": answers}
+
+
+@torch.inference_mode()
+def decode_step_ms(model, batch_size: int, context: int, steps: int = 12) -> float:
+    """Median milliseconds of one cached decode step for ``batch_size`` rows after a ``context``-token prompt."""
+    ids = torch.randint(100, 1000, (batch_size, context), generator=torch.Generator().manual_seed(0))
+    mask = torch.ones_like(ids)
+    cache = model(input_ids=ids, attention_mask=mask, use_cache=True, logits_to_keep=1).past_key_values
+    last, times = ids[:, -1:], []
+    for _ in range(steps):
+        positions = mask.sum(-1, keepdim=True)
+        mask = torch.cat([mask, torch.ones_like(positions)], dim=-1)
+        started = time.perf_counter()
+        model(input_ids=last, attention_mask=mask, position_ids=positions, past_key_values=cache, use_cache=True)
+        times.append(1000 * (time.perf_counter() - started))
+    return round(sorted(times)[steps // 2], 1)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="qwen2.5-coder-0.5b-instruct")
     parser.add_argument("--prompts", type=int, default=16)
     parser.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 8])
+    parser.add_argument("--static", action=argparse.BooleanOptionalAction, default=True, help="also time fixed batches")
+    parser.add_argument("--step-context", type=int, default=300, help="context tokens of the decode-step timing")
     parser.add_argument("--max-new-tokens", type=int, default=64)
     parser.add_argument("--output", type=Path, default=Path("bench/results/teacher_throughput.json"))
     args = parser.parse_args()
@@ -51,28 +82,34 @@ def main() -> None:
     teacher.generate(conversations[:1], 4)  # warm-up
     runs = []
     for batch_size in args.batch_sizes:
-        start, replies = time.perf_counter(), []
-        for first in range(0, len(conversations), batch_size):
-            replies += teacher.generate(conversations[first : first + batch_size])
-        seconds = time.perf_counter() - start
-        tokens = sum(reply.completion_tokens or 0 for reply in replies)
-        runs.append({"batch_size": batch_size, "prompts": len(replies), "seconds": round(seconds, 1),
-                     "prompts_per_second": round(len(replies) / seconds, 3), "generated_tokens": tokens,
-                     "tokens_per_second": round(tokens / seconds, 2), "answers": [reply.text for reply in replies]})
+        teacher.batch_size = batch_size
+        start = time.perf_counter()
+        answers = [reply.text for reply in teacher.generate(conversations)]
+        runs.append(timed("continuous", batch_size, answers, time.perf_counter() - start, teacher))
+    for batch_size in [size for size in args.batch_sizes if size > 1 and args.static]:
+        prompts = [render_prompt(teacher._tokenizer, conversation) for conversation in conversations]
+        start, answers = time.perf_counter(), []
+        for first in range(0, len(prompts), batch_size):
+            answers += generate_texts(teacher._model, teacher._tokenizer, prompts[first : first + batch_size], args.max_new_tokens)
+        runs.append(timed("static", batch_size, answers, time.perf_counter() - start, teacher))
     one = next((run for run in runs if run["batch_size"] == 1), None)
     for run in runs:
         run["speedup_over_batch_1"] = round(run["prompts_per_second"] / one["prompts_per_second"], 2) if one else None
     same = len({tuple(run["answers"]) for run in runs}) == 1
+    steps = {str(size): decode_step_ms(teacher._model, size, args.step_context) for size in args.batch_sizes}
     result = {"model": args.model, "max_new_tokens": args.max_new_tokens, "threads": torch.get_num_threads(),
               "machine": platform.processor() or platform.machine(), "identical_answers_across_batch_sizes": same,
+              "decode_step_ms": {"context_tokens": args.step_context, **steps},
               "runs": [{k: v for k, v in run.items() if k != "answers"} for run in runs]}
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
     print(f"teacher {args.model}, {len(conversations)} question prompts, greedy, max_new_tokens {args.max_new_tokens}")
-    print("| batch | seconds | prompts/s | generated tok/s | speed-up over batch 1 |\n|---:|---:|---:|---:|---:|")
+    print("| batching | batch | seconds | prompts/s | generated tok/s | speed-up over batch 1 |")
+    print("|---|---:|---:|---:|---:|---:|")
     for run in result["runs"]:
-        print(f"| {run['batch_size']} | {run['seconds']} | {run['prompts_per_second']} | {run['tokens_per_second']} | "
-              f"{run['speedup_over_batch_1']} |")
+        print(f"| {run['batching']} | {run['batch_size']} | {run['seconds']} | {run['prompts_per_second']} | "
+              f"{run['tokens_per_second']} | {run['speedup_over_batch_1']} |")
+    print(f"one decode step after {args.step_context} tokens: " + ", ".join(f"batch {b}: {ms} ms" for b, ms in steps.items()))
     print(f"same answers at every batch size: {same}; JSON: {args.output}")
 
 

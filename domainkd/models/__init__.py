@@ -1,6 +1,6 @@
 """Model references: known offline sources, sha256-verified conversion to a safetensors cache, loading."""
 
-from domainkd.models.generation import generate_texts
+from domainkd.models.generation import generate_stream, generate_texts
 from domainkd.models.cache import cache_dir, is_cached, resolve_model
 from domainkd.models.loading import (
     chat_messages,
@@ -18,6 +18,7 @@ __all__ = [
     "PackagedModel",
     "cache_dir",
     "chat_messages",
+    "generate_stream",
     "generate_texts",
     "is_cached",
     "keep_first_layers",

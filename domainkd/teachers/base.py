@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import logging
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
@@ -43,7 +43,12 @@ class Teacher(Protocol):
     identity: str
     """Names the model and backend; part of every answer-store key."""
     batch_size: int
-    """Conversations per :meth:`generate` call; each batch is committed to the store when it returns."""
+    """Conversations per :meth:`generate` call; each batch is committed to the store when it returns.
+
+    A backend may also offer ``generate_stream(conversations, max_new_tokens, expect_json)``
+    yielding ``(index, reply)`` as each answer ends (the local ``hf`` teacher does: continuous
+    batching of ``batch_size`` sequences); :func:`ask` then gets every missing conversation at
+    once and stores each reply as it comes."""
 
     def settings(self) -> dict[str, Any]:
         """Generation settings that change the answer (part of the store key)."""
@@ -112,7 +117,7 @@ def ask(
     max_new_tokens: int | None = None,
     expect_json: bool = False,
 ) -> list[str]:
-    """Answer every conversation, taking stored answers first and storing each new batch at once.
+    """Answer every conversation, taking stored answers first and storing new answers as they come.
 
     Requests are generated longest-first so a batch holds prompts of similar length (less
     padding); only missing answers reach the teacher, so a fully stored rerun never loads it.
@@ -142,13 +147,14 @@ def ask(
     failures: Counter[str] = Counter()
     limit = settings["max_new_tokens"]
     with tqdm(total=len(missing), desc=description, unit="prompt", disable=not missing) as progress:
-        for start in range(0, len(missing), teacher.batch_size):
-            batch = missing[start : start + teacher.batch_size]
-            replies = _generate(teacher, [by_key[key] for key in batch], limit, expect_json)
-            store.put_many([_row(key, identity, settings, by_key[key], reply) for key, reply in zip(batch, replies)])
-            answers.update((key, reply.text or "") for key, reply in zip(batch, replies))
-            failures.update(failure_kind(reply.error) for reply in replies if reply.error is not None)
-            progress.update(len(batch))
+        for group in _replies(teacher, missing, by_key, limit, expect_json):
+            store.put_many([_row(key, identity, settings, by_key[key], reply) for key, reply in group])
+            answers.update((key, reply.text or "") for key, reply in group)
+            failures.update(failure_kind(reply.error) for _, reply in group if reply.error is not None)
+            progress.update(len(group))
+    unanswered = [key for key in missing if key not in answers]
+    if unanswered:
+        raise RuntimeError(f"teacher {teacher.identity} left {len(unanswered)} of {len(missing)} conversations unanswered")
     _warn_failures(description, failures, len(missing))
     return [answers[key] for key in keys]
 
@@ -161,6 +167,20 @@ def _request_settings(teacher: Teacher, max_new_tokens: int | None, expect_json:
     if expect_json:  # only when set, so keys of plain-text answers stay as they were
         settings = {**settings, "expect_json": True}
     return settings
+
+
+def _replies(
+    teacher: Teacher, keys: list[str], by_key: dict[str, Messages], max_new_tokens: int, expect_json: bool
+) -> Iterator[list[tuple[str, Reply]]]:
+    """(key, reply) groups ready to store: each reply as it ends from a streaming teacher, else each batch."""
+    stream = getattr(teacher, "generate_stream", None)
+    if stream is not None:
+        for index, reply in stream([by_key[key] for key in keys], max_new_tokens, expect_json=expect_json):
+            yield [(keys[index], _as_json(reply) if expect_json else reply)]
+        return
+    for start in range(0, len(keys), teacher.batch_size):
+        batch = keys[start : start + teacher.batch_size]
+        yield list(zip(batch, _generate(teacher, [by_key[key] for key in batch], max_new_tokens, expect_json)))
 
 
 def _generate(teacher: Teacher, conversations: list[Messages], max_new_tokens: int, expect_json: bool) -> list[Reply]:

@@ -1,13 +1,14 @@
-"""Local Hugging Face teacher: batched, left-padded generation, greedy or sampled."""
+"""Local Hugging Face teacher: continuous batching of up to ``batch_size`` sequences, greedy or sampled."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 import torch
 
 from domainkd.config import TeacherConfig
-from domainkd.models import generate_texts, load_causal_lm, render_prompt
+from domainkd.models import generate_stream, load_causal_lm, render_prompt
 from domainkd.teachers.base import Messages, Reply, generation_settings, register_teacher
 
 
@@ -44,21 +45,31 @@ class HFTeacher:
         ``expect_json`` changes nothing here: the prompt asks for JSON and :func:`ask` repairs it.
         The completion count is that of the stripped answer text re-encoded, without the end token.
         """
+        replies = dict(self.generate_stream(conversations, max_new_tokens, expect_json))
+        return [replies[index] for index in range(len(conversations))]
+
+    def generate_stream(
+        self, conversations: list[Messages], max_new_tokens: int | None = None, expect_json: bool = False
+    ) -> Iterator[tuple[int, Reply]]:
+        """:meth:`generate`, each reply as soon as its sequence ends: ``(conversation index, reply)``.
+
+        Up to ``batch_size`` sequences decode at once and a finished one's slot goes to the next
+        conversation (:func:`domainkd.models.generate_stream`).
+        """
         self.load()
         prompts = [render_prompt(self._tokenizer, conversation) for conversation in conversations]
-        texts = generate_texts(
+        finished = generate_stream(
             self._model,
             self._tokenizer,
             prompts,
             max_new_tokens=max_new_tokens or self.config.max_new_tokens,
+            slots=self.batch_size,
             temperature=self.config.temperature,
             top_p=self.config.top_p,
             seed=self.config.seed,
         )
-        return [
-            Reply(text, prompt_tokens=self._count_tokens(prompt), completion_tokens=self._count_tokens(text))
-            for prompt, text in zip(prompts, texts)
-        ]
+        for index, text in finished:
+            yield index, Reply(text, prompt_tokens=self._count_tokens(prompts[index]), completion_tokens=self._count_tokens(text))
 
     def _count_tokens(self, text: str) -> int:
         """Tokens of ``text`` as generation encodes it (no special tokens added)."""

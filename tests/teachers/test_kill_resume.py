@@ -52,15 +52,16 @@ def test_kill_then_rerun_loses_and_repeats_nothing(tmp_path, tiny_model, monkeyp
     import domainkd.teachers.hf as hf
 
     generated = []
-    original = hf.HFTeacher.generate
+    original = hf.HFTeacher.generate_stream  # the path `ask` takes with the hf teacher
 
     def recording(self, conversations, max_new_tokens=None, expect_json=False):
         settings = {**self.settings(), "max_new_tokens": max_new_tokens or self.config.max_new_tokens}
         settings = {**settings, "expect_json": True} if expect_json else settings
-        generated.extend(answer_key(self.identity, c, settings) for c in conversations)
-        return original(self, conversations, max_new_tokens, expect_json=expect_json)
+        for index, reply in original(self, conversations, max_new_tokens, expect_json=expect_json):
+            generated.append(answer_key(self.identity, conversations[index], settings))
+            yield index, reply
 
-    monkeypatch.setattr(hf.HFTeacher, "generate", recording)
+    monkeypatch.setattr(hf.HFTeacher, "generate_stream", recording)
     config = load_config(config_path)
     teach(config)
     after = _stored_keys(store_path)

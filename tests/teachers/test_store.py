@@ -76,6 +76,43 @@ def test_every_batch_is_committed_before_the_next(tmp_path):
         assert sorted(fresh.seen) == ["c", "d"]
 
 
+def test_a_streaming_teacher_gets_every_request_at_once_and_each_reply_is_stored_as_it_ends(tmp_path):
+    class Streams(CountingTeacher):
+        """Ends the requests in reverse order; dies after ``lives`` replies when set."""
+
+        def __init__(self, lives=None):
+            super().__init__()
+            self.calls, self.lives = [], lives
+
+        def generate_stream(self, conversations, max_new_tokens=None, expect_json=False):
+            self.calls.append(len(conversations))
+            for index in reversed(range(len(conversations))):
+                if self.lives is not None and len(self.seen) >= self.lives:
+                    raise KeyboardInterrupt
+                self.seen.append(conversations[index][-1]["content"])
+                reply = self._reply(conversations[index][-1]["content"])
+                yield index, Reply('{"a": 1} trailing') if expect_json else reply
+
+    texts = ("aaa", "bb", "c", "d", "fail:boom")
+    with AnswerStore(tmp_path / "s.sqlite") as store:
+        with pytest.raises(KeyboardInterrupt):
+            ask(Streams(lives=3), _conversations(*texts), store)
+        assert store.count() == 3  # each reply was committed when it ended, not at the end of a batch
+        teacher = Streams()
+        assert ask(teacher, _conversations(*texts), store) == ["AAA", "BB", "C", "D", ""]
+        assert teacher.calls == [2]  # the two left, in one call
+        assert ask(Streams(), _conversations("e"), store, expect_json=True) == ['{"a": 1}']  # repaired as with generate
+
+
+def test_a_streaming_teacher_that_skips_a_request_is_an_error(tmp_path):
+    class Forgets(CountingTeacher):
+        def generate_stream(self, conversations, max_new_tokens=None, expect_json=False):
+            yield 0, self._reply(conversations[0][-1]["content"])
+
+    with AnswerStore(tmp_path / "s.sqlite") as store, pytest.raises(RuntimeError, match="left 1 of 2 conversations unanswered"):
+        ask(Forgets(), _conversations("a", "b"), store)
+
+
 def test_a_tighter_limit_is_its_own_request(tmp_path):
     teacher = CountingTeacher()
     with AnswerStore(tmp_path / "s.sqlite") as store:
