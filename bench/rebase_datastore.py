@@ -264,7 +264,9 @@ def time_queries(
     store_path: Path, encoder: SentenceEncoder, count: int, top_k: int, nprobe: int, candidate_k: int | None
 ) -> dict:
     """Median and p95 latency (ms) of encoding and searching ``count`` queries, after 3 warm-up queries."""
+    started = time.perf_counter()
     store = open_datastore(store_path, nprobe)
+    open_seconds = time.perf_counter() - started
     encode_ms, search_ms, total_ms, returned = [], [], [], []
     for number, (instruction, examples) in enumerate(make_queries(count + 3)):
         started = time.perf_counter()
@@ -282,6 +284,8 @@ def time_queries(
         "top_k": top_k,
         "nprobe": nprobe,
         "candidate_k": candidate_k or "default",
+        "index_in_memory": store.index.in_memory,
+        "open_seconds": round(open_seconds, 2),
         "mean_rows_returned": round(statistics.mean(returned), 1),
     }
     for label, values in (("encode", encode_ms), ("search", search_ms), ("total", total_ms)):

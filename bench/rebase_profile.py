@@ -40,18 +40,15 @@ def time_steps(store, vectors, top_k: int, candidate_k: int) -> dict[str, float]
     queries = np.concatenate([vectors.inputs, vectors.outputs])
     _, value_ids = store.index.search(queries, candidate_k)
     marks.append(time.perf_counter())
-    value_ids = value_ids[value_ids >= 0]
-    rows = np.unique(store.value_rows[np.unique(value_ids)])
-    starts, ends = store.row_starts[rows], store.row_starts[rows + 1]
-    counts = ends - starts
-    local = np.concatenate([[0], np.cumsum(counts)])
-    ids = np.arange(local[-1]) - np.repeat(local[:-1] - starts, counts)
+    rows = store.rows_holding(np.unique(value_ids[value_ids >= 0]), rebase.ROWS_PER_VALUE)
+    cells, local = store.row_cells(rows)
+    ids, cell_index = np.unique(cells, return_inverse=True)
     marks.append(time.perf_counter())
     values = store.index.reconstruct(ids)
     marks.append(time.perf_counter())
     description = store.descriptions[store.row_datasets[rows]] @ vectors.instruction
     with rebase._blas_controller().limit(limits=1, user_api="blas"):
-        scores = rebase.rebase_scores(values, local, vectors, description)
+        scores = rebase.rebase_scores(values, local, vectors, description, cell_index)
     marks.append(time.perf_counter())
     chosen, seen = [], set()
     for position in np.lexsort((rows, -scores.score)):

@@ -13,6 +13,7 @@ on a sample, ``nprobe`` cells scanned per query.
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -93,15 +94,34 @@ def build_index(vectors: np.ndarray, path: Path, settings: IndexSettings | None 
     return description
 
 
-class VectorIndex:
-    """A FAISS index read from disk (memory-mapped), searched with excluded id ranges."""
+MEMORY_SHARE = 0.25
+"""An index file up to this share of the available memory is read into RAM; a larger one is memory-mapped."""
 
-    def __init__(self, path: Path, nprobe: int = IndexSettings.nprobe, scan_factor: float = SCAN_FACTOR) -> None:
+
+class VectorIndex:
+    """A FAISS index read from disk, searched with excluded id ranges.
+
+    Read into memory when it takes at most :data:`MEMORY_SHARE` of the available memory
+    (``in_memory=None``), else memory-mapped: pages come in on demand and no RAM copy is made,
+    but a fresh process then pays page faults on its first queries (on the million-row store a
+    query's search took 25 ms memory-mapped in a fresh process and 12 ms in RAM).
+    """
+
+    def __init__(
+        self,
+        path: Path,
+        nprobe: int = IndexSettings.nprobe,
+        scan_factor: float = SCAN_FACTOR,
+        in_memory: bool | None = None,
+    ) -> None:
         import faiss
 
         if not path.is_file():
             raise DomainKDError(f"vector index {path} does not exist; build the store first.")
-        self.index = faiss.read_index(str(path), faiss.IO_FLAG_MMAP_IFC)  # pages in on demand: no RAM copy
+        if in_memory is None:
+            in_memory = path.stat().st_size <= MEMORY_SHARE * available_memory()
+        self.in_memory = in_memory
+        self.index = faiss.read_index(str(path), 0 if in_memory else faiss.IO_FLAG_MMAP_IFC)
         self.nprobe = nprobe
         self.ivf = faiss.extract_index_ivf(self.index) if "IVF" in type(self.index).__name__ else None
         self.scan_factor = scan_factor
@@ -139,6 +159,18 @@ class VectorIndex:
         k = max(1, min(k, len(self)))
         similarities, ids = self.index.search(np.ascontiguousarray(queries, dtype=np.float32), k, params=params)
         return similarities, ids
+
+
+def available_memory() -> int:
+    """Bytes of memory available to a new allocation (Linux ``MemAvailable``; else free pages)."""
+    try:
+        with open("/proc/meminfo", encoding="ascii") as meminfo:
+            for line in meminfo:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
 
 
 def _excluding(ranges: Sequence[tuple[int, int]]) -> Any:

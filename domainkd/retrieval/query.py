@@ -3,9 +3,9 @@
 A row's score is the mean of three cosine similarities (ReBase, arXiv 2407.05463):
 the best of any of its values to any example input, the best to any example output, and its
 dataset's description to the instruction. Candidates come from the FAISS index (the
-``candidate_k`` nearest values of every example input and output); each candidate row is then
-scored exactly from its stored vectors. Banned datasets (the target dataset itself) are
-never searched; rows with identical values are returned once.
+``candidate_k`` nearest values of every example input and output, and the rows holding them);
+each candidate row is then scored exactly from its stored vectors. Banned datasets (the target
+dataset itself) are never searched; rows with identical values are returned once.
 """
 
 from __future__ import annotations
@@ -26,6 +26,9 @@ from domainkd.sources.records import read_rows
 MIN_CANDIDATES = 512
 """Least nearest values fetched per example text: on a 200k-row store 256 found 76% of the exact top 100, 512
 found 97% (12 ms a search), 1000 99% (20 ms)."""
+ROWS_PER_VALUE = 64
+"""Most rows one candidate value brings in (the first ones): a label shared by 300k rows says little about which of
+them fit, and rows holding it are still found through their other values."""
 
 
 @dataclass(frozen=True)
@@ -84,23 +87,32 @@ def encode_query(encoder: SentenceEncoder, instruction: str, examples: list[Task
 
 
 def rebase_scores(
-    value_vectors: np.ndarray, row_starts: np.ndarray, query: QueryVectors, description_similarity: np.ndarray
+    value_vectors: np.ndarray,
+    row_starts: np.ndarray,
+    query: QueryVectors,
+    description_similarity: np.ndarray,
+    cells: np.ndarray | None = None,
 ) -> RowScores:
-    """ReBase scores of R rows whose values are consecutive runs of ``value_vectors``.
+    """ReBase scores of R rows whose cells are consecutive runs.
 
     Args:
-        value_vectors: (V, D) unit vectors, row ``r``'s values at ``row_starts[r]:row_starts[r+1]`` (each run non-empty).
-        row_starts: (R+1,) offsets into ``value_vectors``, ``row_starts[0] == 0`` and ``row_starts[-1] == V``.
+        value_vectors: (V, D) unit vectors; without ``cells``, cell ``c`` is ``value_vectors[c]``.
+        row_starts: (R+1,) offsets into the cells, ``row_starts[0] == 0``, each row's run non-empty.
         query: the encoded task.
         description_similarity: (R,) similarity of each row's dataset description to the instruction.
+        cells: (C,) index into ``value_vectors`` of each cell, when rows share values (each scored once).
 
     Returns:
         score = (best_input + best_output + description) / 3, each (R,).
     """
     value_vectors = np.asarray(value_vectors, dtype=np.float32)
     starts = np.asarray(row_starts[:-1], dtype=np.int64)  # (R,)
-    best_input = np.maximum.reduceat((value_vectors @ query.inputs.T).max(axis=1), starts)  # (R,)
-    best_output = np.maximum.reduceat((value_vectors @ query.outputs.T).max(axis=1), starts)  # (R,)
+    to_input = (value_vectors @ query.inputs.T).max(axis=1)  # (V,)
+    to_output = (value_vectors @ query.outputs.T).max(axis=1)  # (V,)
+    if cells is not None:
+        to_input, to_output = to_input[cells], to_output[cells]  # (C,)
+    best_input = np.maximum.reduceat(to_input, starts)  # (R,)
+    best_output = np.maximum.reduceat(to_output, starts)  # (R,)
     description = np.asarray(description_similarity, dtype=np.float32)
     return RowScores((best_input + best_output + description) / 3, best_input, best_output, description)
 
@@ -109,18 +121,15 @@ def candidate_rows(store: Datastore, query: QueryVectors, candidate_k: int, ban:
     """Ids of rows holding one of the ``candidate_k`` nearest values of any example input or output, sorted."""
     queries = np.concatenate([query.inputs, query.outputs])  # (I+O, D)
     _, value_ids = store.index.search(queries, candidate_k, exclude=store.value_ranges(ban))  # (I+O, k)
-    value_ids = value_ids[value_ids >= 0]
-    return np.unique(store.value_rows[np.unique(value_ids)])
+    return store.rows_holding(np.unique(value_ids[value_ids >= 0]), ROWS_PER_VALUE)
 
 
 def score_rows(store: Datastore, rows: np.ndarray, query: QueryVectors) -> RowScores:
-    """Exact ReBase scores of ``rows`` (sorted ids) from the stored value vectors."""
-    starts, ends = store.row_starts[rows], store.row_starts[rows + 1]  # (R,), (R,)
-    counts = ends - starts
-    local_starts = np.concatenate([[0], np.cumsum(counts)])  # (R+1,)
-    value_ids = np.arange(local_starts[-1]) - np.repeat(local_starts[:-1] - starts, counts)  # (V,), ascending
+    """Exact ReBase scores of ``rows`` (sorted ids) from the stored value vectors, each distinct value scored once."""
+    cells, local_starts = store.row_cells(rows)  # (C,), (R+1,)
+    values, cell_index = np.unique(cells, return_inverse=True)  # (V,), (C,)
     description = store.descriptions[store.row_datasets[rows]] @ query.instruction  # (R,)
-    return rebase_scores(store.index.reconstruct(value_ids), local_starts, query, description)
+    return rebase_scores(store.index.reconstruct(values), local_starts, query, description, cell_index)
 
 
 def search_rows(

@@ -16,13 +16,12 @@ from domainkd.retrieval import (
 )
 from tests.retrieval.conftest import write_jsonl
 
-EXPECTED_VALUES = [  # (dataset, row number, column, text) of every value, in store order
+EXPECTED_VALUES = [  # (dataset, first row number, column, text) of every distinct value, in store order
     ("capitals", 0, "question", "What is the capital of France?"),
     ("capitals", 0, "answer", "Paris"),
     ("capitals", 1, "question", "What is the capital of Italy?"),
     ("capitals", 1, "answer", "Rome"),
-    ("capitals", 3, "question", "What is the capital of France?"),  # row 2 is empty: skipped, numbering kept
-    ("capitals", 3, "answer", "Paris"),
+    # row 2 is empty: skipped, numbering kept; row 3 repeats row 0: its cells point at values 0 and 1
     ("capitals", 4, "question", "What is the capital of Spain?"),
     ("capitals", 4, "answer", "Madrid"),
     ("reviews", 0, "text", "The film was great fun"),
@@ -55,7 +54,12 @@ def test_every_cell_is_a_value_with_its_vector(tmp_path, small_datasets, tiny_en
     store = open_datastore(tmp_path / "store")
     assert [store.value(v) for v in range(len(store.index))] == EXPECTED_VALUES
     assert len(store) == 7 and list(store.row_starts) == [0, 2, 4, 6, 8, 10, 12, 15]
-    vectors = store.index.reconstruct(np.arange(15))  # (V, D), float16-rounded
+    assert list(store.cell_values) == [0, 1, 2, 3, 0, 1, 4, 5, 6, 7, 8, 9, 10, 11, 12]
+    assert list(store.rows_holding(np.array([1, 7]), per_value=8)) == [0, 2, 4]  # "Paris": rows 0 and 3 (ids 0, 2)
+    assert list(store.rows_holding(np.array([1]), per_value=1)) == [0]  # the first row of a shared value
+    cells, starts = store.row_cells(np.array([2, 6]))
+    assert list(cells) == [0, 1, 10, 11, 12] and list(starts) == [0, 2, 5]
+    vectors = store.index.reconstruct(np.arange(13))  # (V, D), float16-rounded
     np.testing.assert_allclose(vectors, tiny_encoder.encode([text for *_, text in EXPECTED_VALUES]), atol=2e-3)
     assert store.row_hashes[0] == store.row_hashes[2] != store.row_hashes[1]  # capitals rows 0 and 3 are identical
     described = {d.name: d.description for d in store.datasets}
@@ -66,12 +70,15 @@ def test_every_cell_is_a_value_with_its_vector(tmp_path, small_datasets, tiny_en
     }
     np.testing.assert_allclose(store.descriptions, tiny_encoder.encode(list(described.values())), atol=1e-5)
     manifest = read_manifest(tmp_path / "store")
-    assert manifest["index"] == "Flat" and manifest["build"]["values"] == 15
+    assert manifest["index"] == "Flat" and manifest["build"]["values"] == 13 and manifest["build"]["cells"] == 15
     assert manifest["build"]["encoded_texts"] == 13  # "Paris" and the France question are encoded once
+    assert [(d.first_value, d.values, d.first_cell, d.cells) for d in store.datasets] == [
+        (0, 6, 0, 8), (6, 4, 8, 4), (10, 3, 12, 3)
+    ]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["capitals.jsonl", "nli.parquet", "reviews.csv", "store"]
     assert sorted(p.name for p in (tmp_path / "store").iterdir()) == [
-        "descriptions.npy", "index.faiss", "manifest.json", "meta.sqlite",
-        "row_datasets.npy", "row_hashes.npy", "row_starts.npy", "value_rows.npy",
+        "cell_values.npy", "descriptions.npy", "index.faiss", "manifest.json", "meta.sqlite",
+        "row_datasets.npy", "row_hashes.npy", "row_starts.npy", "value_row_starts.npy", "value_rows.npy",
     ]  # fmt: skip
 
 
@@ -106,10 +113,13 @@ def test_killed_build_leaves_the_old_store_and_resumes_where_it_stopped(tmp_path
     fresh = CountingEncoder(tiny_encoder)
     build_datastore(tmp_path / "fresh", small_datasets, fresh, batch_values=2, progress=False)
     assert killed.texts == 4  # two committed parts: capitals rows 0 and 1
-    assert killed.texts + resumed.texts == fresh.texts + 2  # row 3 repeats row 0: the memo does not survive a kill
+    # row 3 repeats row 0: the dataset's distinct values are read back from the committed parts, so nothing is
+    # encoded twice and the resumed store is the fresh one
+    assert killed.texts + resumed.texts == fresh.texts
     a, b = open_datastore(store), open_datastore(tmp_path / "fresh")
-    assert [a.value(v) for v in range(15)] == [b.value(v) for v in range(15)] == EXPECTED_VALUES
-    np.testing.assert_array_equal(a.index.reconstruct(np.arange(15)), b.index.reconstruct(np.arange(15)))
+    assert [a.value(v) for v in range(13)] == [b.value(v) for v in range(13)] == EXPECTED_VALUES
+    np.testing.assert_array_equal(a.cell_values, b.cell_values)
+    np.testing.assert_array_equal(a.index.reconstruct(np.arange(13)), b.index.reconstruct(np.arange(13)))
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
 
 
@@ -123,8 +133,8 @@ def test_ivf_store_above_the_flat_limit(tmp_path, small_datasets, tiny_encoder):
     )
     store = open_datastore(tmp_path / "store", nprobe=2)
     assert read_manifest(tmp_path / "store")["index"] == "IVF2,Flat"
-    _, ids = store.index.search(store.index.reconstruct(np.array([8, 12])), k=1)
-    assert list(ids[:, 0]) == [8, 12]
+    _, ids = store.index.search(store.index.reconstruct(np.array([6, 10])), k=1)
+    assert list(ids[:, 0]) == [6, 10]
 
 
 def test_bad_inputs_are_one_clear_error(tmp_path, small_datasets, tiny_encoder):

@@ -82,3 +82,18 @@ def test_scan_cap_stops_at_swollen_cells_without_losing_the_nearest(tmp_path):
         _, ids = index.search(distinct[[7, 1500]], k=1)
         assert list(ids[:, 0]) == [7, 1500]
     assert scanned[0.5] < scanned[0.0]
+
+
+def test_an_index_is_read_into_memory_when_it_fits_and_memory_mapped_otherwise(tmp_path, monkeypatch):
+    from domainkd.retrieval import index as index_module
+
+    vectors = unit_vectors(300, seed=3)
+    build_index(vectors, tmp_path / "index.faiss", IndexSettings(flat_limit=100, nlist=4, train_per_cell=30))
+    assert VectorIndex(tmp_path / "index.faiss").in_memory  # a few kB
+    monkeypatch.setattr(index_module, "available_memory", lambda: 1000)
+    mapped = VectorIndex(tmp_path / "index.faiss")
+    loaded = VectorIndex(tmp_path / "index.faiss", in_memory=True)
+    assert not mapped.in_memory and loaded.in_memory
+    for index in (mapped, loaded):
+        index.nprobe = 4
+    np.testing.assert_array_equal(mapped.search(vectors[:5], 3)[1], loaded.search(vectors[:5], 3)[1])

@@ -108,3 +108,39 @@ def test_format_rows_shows_scores_and_provenance(store, tiny_encoder):
     header, line = table.splitlines()
     assert header.split() == ["score", "input", "output", "descr", "row"]
     assert line.endswith("capitals#1  question: What is the capital…")  # 30 characters
+
+
+def test_rows_sharing_values_score_like_rows_with_copies():
+    rng = np.random.default_rng(0)
+    distinct = rng.normal(size=(4, 8))
+    distinct /= np.linalg.norm(distinct, axis=1, keepdims=True)
+    query = QueryVectors(distinct[0], distinct[1:3], distinct[3:])
+    cells, starts = np.array([0, 3, 2, 3, 1, 1, 2]), np.array([0, 2, 4, 7])  # value 3 shared by rows 0 and 1
+    shared = rebase_scores(distinct, starts, query, np.zeros(3), cells=cells)
+    copied = rebase_scores(distinct[cells], starts, query, np.zeros(3))
+    np.testing.assert_allclose(shared.score, copied.score, rtol=1e-6)
+
+
+def test_a_value_shared_by_many_rows_brings_a_bounded_number_of_them(tmp_path, tiny_encoder, monkeypatch):
+    from domainkd.retrieval import DatasetSpec
+    from domainkd.retrieval import query as rebase
+
+    monkeypatch.setattr(rebase, "ROWS_PER_VALUE", 5)
+    rows = [{"text": f"sentence number {i} about topic {i % 7}", "label": "yes"} for i in range(60)]
+    build_datastore(tmp_path / "store", [DatasetSpec(write_jsonl(tmp_path / "votes.jsonl", rows))], tiny_encoder,
+                    progress=False)  # fmt: skip
+    store = open_datastore(tmp_path / "store")
+    assert len(store.index) == 61  # 60 texts and one "yes"
+    query = encode_query(tiny_encoder, "Label the sentence.", [TaskExample("sentence number 42 about topic 0", "yes")])
+    found = search_rows(store, query, top_k=60, candidate_k=1)  # nearest value: the input's text, the output's "yes"
+    assert {row.row_number for row in found} == {0, 1, 2, 3, 4, 42}  # "yes" brings its first 5 rows, the text row 42
+    assert found[0].row_number == 42 and found[0].score == pytest.approx(
+        (1 + 1 + found[0].description) / 3, abs=2e-3
+    )
+
+
+def test_a_store_of_an_older_format_asks_for_a_rebuild(store):
+    manifest = store.path / "manifest.json"
+    manifest.write_text(manifest.read_text().replace('"format": 2', '"format": 1'))
+    with pytest.raises(DomainKDError, match="built by an older domainkd .* rebuild it with `domainkd datastore build`"):
+        open_datastore(store.path)
