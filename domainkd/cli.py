@@ -16,7 +16,7 @@ from domainkd.errors import DomainKDError
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Distil a small LLM into a domain specialist.")
 models_app = typer.Typer(no_args_is_help=True, help="Known model sources and the local cache.")
 app.add_typer(models_app, name="models")
-datastore_app = typer.Typer(no_args_is_help=True, help="ReBase datastores: cells of existing datasets, embedded.")
+datastore_app = typer.Typer(no_args_is_help=True, help="ReBase datastores: the cell values of existing datasets, embedded.")
 app.add_typer(datastore_app, name="datastore")
 
 ConfigArg = Annotated[Path, typer.Argument(help="YAML run config, e.g. examples/handbook/config.yaml.")]
@@ -253,7 +253,7 @@ def datastore_build(
     nlist: Annotated[int | None, typer.Option(min=1, help="IVF cells (default about 4·√values).")] = None,
     nprobe: Annotated[int, typer.Option(min=1, help="Default IVF cells searched per query vector.")] = 16,
 ) -> None:
-    """Embed every cell of the datasets and index them (skipped when nothing changed; a killed build resumes)."""
+    """Embed each distinct cell value of the datasets once and index them (skipped when nothing changed; a killed build resumes)."""
     from domainkd.retrieval import DatasetSpec, IndexSettings, build_datastore, read_manifest
 
     described = dict(_name_value(item, "--description") for item in description or [])
