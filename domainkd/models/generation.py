@@ -34,14 +34,7 @@ def generate_texts(
     rows = [tokenizer(prompt, add_special_tokens=False)["input_ids"] for prompt in prompts]
     shared = _common_prefix_length(rows) if share_prefix and len(rows) > 1 else 0
     pad_id = tokenizer.pad_token_id
-    width = max(len(row) for row in rows) - shared
-    input_ids = torch.full((len(rows), shared + width), pad_id, dtype=torch.long)
-    attention_mask = torch.zeros_like(input_ids)
-    for index, row in enumerate(rows):
-        start = shared + width - (len(row) - shared)  # the row's own suffix ends flush right
-        input_ids[index, :shared], input_ids[index, start:] = torch.tensor(row[:shared]), torch.tensor(row[shared:])
-        attention_mask[index, :shared] = attention_mask[index, start:] = 1
-    input_ids, attention_mask = input_ids.to(model.device), attention_mask.to(model.device)
+    input_ids, attention_mask = _layout(rows, shared, pad_id, model.device)
     extra: dict[str, Any] = {}
     if shared:
         cache = model(input_ids=input_ids[:1, :shared], use_cache=True).past_key_values
@@ -62,6 +55,18 @@ def generate_texts(
     )  # (B, prompt_len + new)
     new_ids = output_ids[:, input_ids.shape[1] :]
     return [text.strip() for text in tokenizer.batch_decode(new_ids, skip_special_tokens=True)]
+
+
+def _layout(rows: list[list[int]], shared: int, pad_id: int, device: Any) -> tuple[torch.Tensor, torch.Tensor]:
+    """Token ids and attention mask ``(B, T)`` of rows laid out as ``shared prefix + padding + own suffix``."""
+    width = max(len(row) for row in rows) - shared
+    input_ids = torch.full((len(rows), shared + width), pad_id, dtype=torch.long)
+    mask = torch.zeros_like(input_ids)
+    for index, row in enumerate(rows):
+        start = shared + width - (len(row) - shared)  # the row's own suffix ends flush right
+        input_ids[index, :shared], input_ids[index, start:] = torch.tensor(row[:shared]), torch.tensor(row[shared:])
+        mask[index, :shared] = mask[index, start:] = 1
+    return input_ids.to(device), mask.to(device)
 
 
 def _common_prefix_length(rows: list[list[int]]) -> int:
@@ -163,14 +168,7 @@ def _prefill(model: Any, rows: list[list[int]], prompts: list[int], shared: int,
     """Encode new prompts (laid out as ``prefix + padding + own suffix``); ``last`` holds their next-token logits."""
     from transformers import DynamicCache
 
-    width = max(len(row) for row in rows) - shared
-    input_ids = torch.full((len(rows), shared + width), pad_id, dtype=torch.long)
-    mask = torch.zeros_like(input_ids)
-    for index, row in enumerate(rows):
-        start = shared + width - (len(row) - shared)
-        input_ids[index, :shared], input_ids[index, start:] = torch.tensor(row[:shared]), torch.tensor(row[shared:])
-        mask[index, :shared] = mask[index, start:] = 1
-    input_ids, mask = input_ids.to(model.device), mask.to(model.device)
+    input_ids, mask = _layout(rows, shared, pad_id, model.device)
     if shared:
         cache = copy.deepcopy(prefix)
         cache.batch_repeat_interleave(len(rows))
