@@ -43,7 +43,7 @@ from domainkd.retrieval import (
     search_rows,
 )
 from domainkd.retrieval.encoder import normalise_rows
-from domainkd.retrieval.query import score_rows
+from domainkd.retrieval.query import best_distinct, score_rows
 
 WRITE_BATCH = 50_000
 
@@ -304,15 +304,7 @@ def exact_top_rows(store, query, top_k: int, chunk: int = 50_000) -> set[int]:
         ids.append(rows[best])
         scores.append(row_scores[best])
     ids, scores = np.concatenate(ids), np.concatenate(scores)
-    chosen, seen = [], set()
-    for position in np.lexsort((ids, -scores)):
-        content = int(store.row_hashes[ids[position]])
-        if content not in seen:
-            seen.add(content)
-            chosen.append(int(ids[position]))
-        if len(chosen) == top_k:
-            break
-    return set(chosen)
+    return {int(ids[position]) for position in best_distinct(ids, scores, store.row_hashes, top_k)}
 
 
 def recall(

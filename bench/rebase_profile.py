@@ -50,14 +50,7 @@ def time_steps(store, vectors, top_k: int, candidate_k: int) -> dict[str, float]
     with rebase._blas_controller().limit(limits=1, user_api="blas"):
         scores = rebase.rebase_scores(values, local, vectors, description, cell_index)
     marks.append(time.perf_counter())
-    chosen, seen = [], set()
-    for position in np.lexsort((rows, -scores.score)):
-        content = int(store.row_hashes[rows[position]])
-        if content not in seen:
-            seen.add(content)
-            chosen.append(int(position))
-        if len(chosen) == top_k:
-            break
+    chosen = rebase.best_distinct(rows, scores.score, store.row_hashes, top_k)
     marks.append(time.perf_counter())
     store.rows([int(rows[p]) for p in chosen])
     marks.append(time.perf_counter())

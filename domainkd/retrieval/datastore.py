@@ -1,4 +1,4 @@
-"""ReBase datastore: every cell of existing datasets embedded and indexed with FAISS, on disk.
+"""ReBase datastore: the distinct cell values of existing datasets, embedded and indexed with FAISS, on disk.
 
 Each row of each dataset is flattened to its cells, (dataset, row, column) → text. Each
 distinct text of a dataset is one *value* with one unit vector from the local sentence encoder

@@ -151,21 +151,34 @@ def search_rows(
         return []
     with _blas_controller().limit(limits=1, user_api="blas"):
         scores = score_rows(store, rows, query)
-    chosen: list[int] = []
-    seen: set[int] = set()
-    for position in np.lexsort((rows, -scores.score)):  # best first, ties by row id
-        content = int(store.row_hashes[rows[position]])
-        if content not in seen:
-            seen.add(content)
-            chosen.append(int(position))
-        if len(chosen) == top_k:
-            break
+    chosen = best_distinct(rows, scores.score, store.row_hashes, top_k)
     stored = store.rows([int(rows[p]) for p in chosen])
     parts = (scores.score, scores.best_input, scores.best_output, scores.description)
     return [
         RetrievedRow(row.row_id, row.dataset, row.row_number, row.fields, *(float(part[p]) for part in parts))
         for row, p in zip(stored, chosen)
     ]
+
+
+def best_distinct(row_ids: np.ndarray, scores: np.ndarray, row_hashes: np.ndarray, top_k: int) -> list[int]:
+    """Positions in ``row_ids`` of the ``top_k`` best scores, best first (ties by row id), one row per content hash.
+
+    Args:
+        row_ids: (R,) datastore row ids.
+        scores: (R,) their scores.
+        row_hashes: the store's (all rows,) content hashes; rows with identical values share one.
+        top_k: positions to return at most.
+    """
+    chosen: list[int] = []
+    seen: set[int] = set()
+    for position in np.lexsort((row_ids, -scores)):
+        content = int(row_hashes[row_ids[position]])
+        if content not in seen:
+            seen.add(content)
+            chosen.append(int(position))
+        if len(chosen) == top_k:
+            break
+    return chosen
 
 
 @cache
