@@ -53,6 +53,11 @@ class TeacherConfig(StrictModel):
     """Random seed for sampling; part of the answer-store key."""
     trust_remote_code: bool = False
     """Allow model code from the model directory to run."""
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
+    """Number format of a local teacher's weights (`hf`, `vllm`). For `hf`, `auto` is bfloat16 on a GPU and on
+    CPUs with native bf16 (AVX512-BF16 or AMX), where it decodes about twice as fast as float32, and float32
+    on other CPUs; `vllm` leaves `auto` to the model. Answers differ slightly between formats, so any format
+    other than float32 is part of the answer-store key."""
     base_url: str = "http://127.0.0.1:8000/v1"
     """Root of the OpenAI-compatible API (`openai`), e.g. http://127.0.0.1:8000/v1 for `vllm serve`."""
     api_key_env: str = "OPENAI_API_KEY"

@@ -54,6 +54,7 @@ def test_overrides_merge_over_file(tmp_path):
         ("eval:\n  metrics: [bleu9]\n", "unknown name 'bleu9'"),
         ("eval:\n  systems: [oracle]\n", "unknown name 'oracle'"),
         ("teacher:\n  backend: carrier-pigeon\n", "teacher.backend has unknown name 'carrier-pigeon'"),
+        ("teacher:\n  dtype: fp8\n", "bad value for 'teacher.dtype'"),
         ("data:\n  chunk_tokens: 50\n  chunk_overlap_tokens: 60\n", "chunk_overlap_tokens must be smaller"),
         ("train: [1, 2\n", "not valid YAML at line"),
         ("- just\n- a list\n", "must hold a mapping"),

@@ -25,8 +25,11 @@ class VLLMTeacher:
         self._llm: Any = None
 
     def settings(self) -> dict[str, Any]:
-        """Generation settings that decide the answer."""
-        return generation_settings(self.config)
+        """Generation settings that decide the answer, the number format included unless left to vLLM (``auto``)."""
+        settings = generation_settings(self.config)
+        if self.config.dtype != "auto":
+            settings["dtype"] = self.config.dtype
+        return settings
 
     def load(self) -> None:
         """Start the vLLM engine once on the resolved local model directory.
@@ -44,7 +47,10 @@ class VLLMTeacher:
 
         directory = resolve_model(self.config.model)
         self._llm = vllm.LLM(
-            model=str(directory), trust_remote_code=self.config.trust_remote_code, seed=self.config.seed
+            model=str(directory),
+            dtype=self.config.dtype,
+            trust_remote_code=self.config.trust_remote_code,
+            seed=self.config.seed,
         )
 
     def generate(
