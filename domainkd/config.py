@@ -119,8 +119,8 @@ class DataConfig(StrictModel):
     def _check_overlap(self) -> DataConfig:
         if self.chunk_overlap_tokens >= self.chunk_tokens:
             raise ValueError("data.chunk_overlap_tokens must be smaller than data.chunk_tokens")
-        if self.documents is None and not self.records and not self.qa_sets:
-            raise ValueError("data has no source; set data.documents, data.records or data.qa_sets")
+        if self.documents is None and not self.records and not self.qa_sets and "rebase" not in self.strategies:
+            raise ValueError("data has no source; set data.documents, data.records or data.qa_sets, or use the rebase strategy")
         return self
 
     @field_validator("strategies")

@@ -72,6 +72,22 @@ def test_data_dry_run_writes_nothing_and_prints_the_plan(tmp_path, small_docs, t
     assert (tmp_path / "run" / "data" / "qa_pairs.jsonl").is_file()
 
 
+def test_a_rebase_only_run_needs_no_documents_but_other_strategies_do(tmp_path, tiny_model):
+    import json
+
+    rebase = "{datastore: store, instruction: Answer briefly., examples: [{input: Q, output: A}], top_k: 5}"
+    (tmp_path / "c.yaml").write_text(
+        f"run_dir: {tmp_path / 'run'}\nstudent:\n  model: {tiny_model}\n"
+        f"data:\n  documents: null\n  strategies:\n    rebase: {rebase}\n"
+    )
+    result = domainkd("data", str(tmp_path / "c.yaml"), "--dry-run")
+    assert result.returncode == 0, result.stderr
+    summary = json.loads(result.stdout)
+    assert summary["chunks"] == 0 and summary["strategies"]["rebase"]["teacher_calls"] == 5
+    (tmp_path / "c.yaml").write_text(f"run_dir: {tmp_path / 'run'}\ndata:\n  documents: null\n  strategies: {{refusal: {{}}}}\n")
+    assert_one_sentence_error(domainkd("data", str(tmp_path / "c.yaml"), "--dry-run"), "data has no source", "rebase strategy")
+
+
 def test_unknown_strategy_on_the_command_line(tmp_path, small_docs):
     (tmp_path / "c.yaml").write_text(f"run_dir: {tmp_path / 'run'}\ndata:\n  documents: {small_docs}\n")
     assert_one_sentence_error(domainkd("data", str(tmp_path / "c.yaml"), "--strategy", "magic"), "unknown data strategy 'magic'")
