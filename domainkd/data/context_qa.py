@@ -48,7 +48,8 @@ class ContextQA:
         return Plan(
             teacher_calls=pairs * (1 + params.paraphrases_per_question),
             examples=pairs * (1 + params.paraphrases_per_question),
-            what=f"{params.questions_per_fact} grounded question/answer pairs for each of {facts} facts"
+            what=f"{params.questions_per_fact} grounded question/answer {'pair' if params.questions_per_fact == 1 else 'pairs'}"
+            f" for each of {facts} facts"
             + (f", each question reworded {params.paraphrases_per_question}x" if params.paraphrases_per_question else ""),
         )
 

@@ -1,6 +1,6 @@
 """Structured knowledge injection: every table cell and knowledge-graph triple as a question and answer.
 
-A triple (subject/predicate/object, head/relation/tail, entity/attribute/value) gives
+A triple (subject/predicate or relation/object, head/relation/tail, entity/attribute/value) gives
 "What is the {predicate} of {subject}?" → "The {predicate} of {subject} is {object}."; a table
 row gives one such pair per column, its subject being the row's key column. So every fact of
 a table becomes askable. With ``verbalise`` the teacher rewords each templated question

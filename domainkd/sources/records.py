@@ -2,8 +2,9 @@
 
 Files: CSV, JSON Lines, JSON (a list of objects, or an object holding one such list) and
 Parquet. Every row becomes a :class:`Record` whose values are text; a row whose columns
-look like a triple (subject/predicate/object, head/relation/tail) is marked as one. QA
-sets are the same files with a question and an answer column.
+look like a triple (subject/predicate or relation/object, head/relation/tail,
+entity/attribute/value) is marked as one. QA sets are the same files with a question and an
+answer column.
 """
 
 from __future__ import annotations
@@ -19,7 +20,12 @@ from typing import Any
 from domainkd.errors import DomainKDError
 
 RECORD_SUFFIXES = {".csv", ".jsonl", ".json", ".parquet"}
-TRIPLE_COLUMNS = (("subject", "predicate", "object"), ("head", "relation", "tail"), ("entity", "attribute", "value"))
+TRIPLE_COLUMNS = (
+    ("subject", "predicate", "object"),
+    ("subject", "relation", "object"),
+    ("head", "relation", "tail"),
+    ("entity", "attribute", "value"),
+)
 QUESTION_COLUMNS = ("question", "query", "prompt", "instruction", "input")
 ANSWER_COLUMNS = ("answer", "response", "output", "completion", "target")
 MAX_VALUE_CHARS = 2000

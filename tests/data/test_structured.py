@@ -136,3 +136,15 @@ def test_the_one_shot_wording_passes_the_check_it_teaches():
     conversation = prompts.verbalise_conversation(fact.answer, fact.question)
     assert conversation[1]["content"] == f"Fact: {fact.answer}\nTemplate: {fact.question}"  # same shape as the real request
     assert check_verbalised(*prompts.parse_qa(conversation[2]["content"]), fact) is None
+
+
+def test_a_subject_relation_object_triple_is_asked_by_its_relation():
+    from domainkd.sources.records import _is_triple
+
+    fields = {"subject": "RV Tern Hollow", "relation": "maximum people on board", "object": "12"}
+    assert _is_triple(fields)
+    record = Record("facts.jsonl#0", "facts.jsonl", 0, fields, True)
+    output = STRATEGIES["structured"].build(StrategyContext(Sources(records=[record]), None, "x"), strategy_params("structured", {}))
+    assert [(row["question"], row["answer"]) for row in output.examples] == [
+        ("What is the maximum people on board of RV Tern Hollow?", "The maximum people on board of RV Tern Hollow is 12.")
+    ]
