@@ -29,14 +29,17 @@ def words(text: str) -> list[str]:
     return [_term(token) for token in _WORD.findall(text)]
 
 
-def key_terms(text: str) -> set[str]:
-    """Checkable tokens: anything with a digit, and capitalised words not opening a sentence."""
+def key_terms(text: str, sentence_starts: bool = False) -> set[str]:
+    """Checkable tokens: anything with a digit, and capitalised words not opening a sentence.
+
+    With ``sentence_starts`` a capitalised first word counts too (short answers such as "Lyon").
+    """
     terms: set[str] = set()
     for sentence in re.split(r"(?<=[.!?:;])\s+", text):
         tokens = _WORD.findall(sentence)
         for position, token in enumerate(tokens):
             has_digit = any(char.isdigit() for char in token)
-            capitalised = position > 0 and token[0].isupper() and token.lower() not in STOPWORDS
+            capitalised = (position > 0 or sentence_starts) and token[0].isupper() and token.lower() not in STOPWORDS
             if has_digit or capitalised:
                 terms.add(_term(token).rstrip(".:"))
     return terms

@@ -12,6 +12,7 @@ check drops transformed examples that do not fit the task.
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -78,6 +79,8 @@ class RebaseParams(StrictModel):
     """Ask for a short reasoning and keep it before the final answer."""
     fit_filter: bool = False
     """Ask the teacher a second time whether each transformed example fits the task; drop the ones it says no to."""
+    grounded: bool = True
+    """Drop a transformed example whose input or output names or numbers something its record does not hold."""
     max_new_tokens: int = Field(256, ge=16)
     """Token limit of each transformation answer."""
     flat_limit: int = Field(IndexSettings.flat_limit, ge=1)
@@ -114,11 +117,17 @@ class Rebase:
         candidates = []
         seen: set[str] = set()
         prompt_inputs = {grounding.normalise(example.input) for example in params.examples}
+        task_outputs = {word for example in params.examples for word in grounding.words(example.output)}
+        labels = task_labels([example.input for example in params.examples])
         for row, reply in zip(rows, replies):
             base = _provenance(row)
             example, reason = parse_transformed(reply, params.chain_of_thought)
+            unlabelled = None
+            if example:
+                example["question"], unlabelled = in_task_format(example["question"], labels)
             key = grounding.normalise(example["question"]) if example else ""
-            reason = reason or _contamination(key, seen, prompt_inputs, context.held_out_questions)
+            reason = reason or _contamination(key, seen, prompt_inputs, context.held_out_questions) or unlabelled
+            reason = reason or (_ungrounded(example, row, task_outputs) if params.grounded else None)
             if reason:
                 output.rejected.append({**base, "teacher_reply": reply, "reason": reason})
                 continue
@@ -167,13 +176,62 @@ def _provenance(row: RetrievedRow) -> dict[str, Any]:
 
 
 def _contamination(key: str, seen: set[str], prompt_inputs: set[str], held_out: set[str]) -> str | None:
-    """Why a transformed input must not be kept (duplicate, copied example, evaluation question), or None."""
+    """Why a transformed input must not be kept (duplicate, copied example, evaluation question), or None.
+
+    An input copies a prompt example when either holds the other whole (small teachers drop or
+    keep the example's ``Question:`` label and context), compared as normalised words.
+    """
+
+    def _holds(longer: str, shorter: str) -> bool:  # three words at least: "paris" alone is no copy
+        return len(shorter.split()) >= 3 and f" {shorter} " in f" {longer} "
+
     if key in held_out:
         return "same as an evaluation question (contamination)"
-    if key in prompt_inputs:
+    if key in prompt_inputs or any(_holds(shown, key) or _holds(key, shown) for shown in prompt_inputs):
         return "copies an example of the prompt"
     if key in seen:
         return "duplicate of another transformed example"
+    return None
+
+
+_LABEL = re.compile(r"(?:^|(?<=\s))([A-Z][A-Za-z]*):")
+
+
+def task_labels(inputs: list[str]) -> list[str]:
+    """The part labels (``Question:``, ``Context:``, ``Premise:``) that every example input has, in order."""
+    shared = set.intersection(*(set(_LABEL.findall(text)) for text in inputs))
+    return [label for label in dict.fromkeys(_LABEL.findall(inputs[0])) if label in shared]
+
+
+def in_task_format(text: str, labels: list[str]) -> tuple[str, str | None]:
+    """A transformed input with every part label of the task, or why it lacks one.
+
+    The first label is put back when it is the only one missing at the start (small teachers
+    drop the leading ``Question:``); any other missing label drops the example.
+    """
+    present = set(_LABEL.findall(text))
+    if labels and labels[0] not in present and all(label in present for label in labels[1:]):
+        text = f"{labels[0]}: {text}"
+        present.add(labels[0])
+    missing = [label for label in labels if label not in present]
+    return text, (f"input lacks the part labelled {missing[-1] + ':'!r}" if missing else None)
+
+
+def _ungrounded(example: dict[str, str], row: RetrievedRow, task_outputs: set[str]) -> str | None:
+    """Why a transformed example is not supported by its record (a name or number it lacks), or None.
+
+    Only the final output of a chain-of-thought answer is checked, not its reasoning. An output
+    may also use the words of the task's example outputs (labels such as "entailment").
+    """
+    record = " ".join(row.fields.values())
+    known = set(grounding.words(record)) | grounding.key_terms(record)
+    output = example["answer"].rsplit("\nAnswer: ", 1)[-1]
+    for part, invented in (
+        ("input", grounding.key_terms(example["question"]) - known),
+        ("output", grounding.key_terms(output, sentence_starts=True) - known - task_outputs),
+    ):
+        if invented:
+            return f"{part} states {sorted(invented)[0]!r}, which is not in the record"
     return None
 
 

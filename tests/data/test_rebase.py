@@ -4,7 +4,7 @@ import re
 import pytest
 
 from domainkd.data.grounding import normalise
-from domainkd.data.rebase import fit_verdict, parse_transformed
+from domainkd.data.rebase import fit_verdict, parse_transformed, task_labels
 from domainkd.data.strategies import STRATEGIES, StrategyContext, strategy_params, validate_strategy_params
 from domainkd.sources import Sources
 from tests.retrieval.encoders import CORPUS, build_tiny_encoder
@@ -79,7 +79,7 @@ def build(params, ask):
 
 def test_rows_are_transformed_and_bad_ones_rejected_with_reasons(params):
     ask, calls = fake_teacher()
-    output = build(params, ask)
+    output = build({**params, "grounded": False}, ask)  # Gaul's reply names France, its record does not
     assert calls == [("teacher: rebase transform", 6, 256, True)]  # the banned target row is never retrieved
     [example] = output.examples  # France or Gaul (whichever ranks higher): the other repeats its input
     assert example["question"] == "Question: What is the capital of France? Context: Paris is the capital of France."
@@ -97,6 +97,36 @@ def test_rows_are_transformed_and_bad_ones_rejected_with_reasons(params):
         (FRANCE - {example["chunk_id"]}).pop(): "duplicate of another transformed example",
     }
     assert all(row["document"] == "capitals" and "teacher_reply" in row for row in output.rejected)
+
+
+def test_examples_out_of_format_naming_what_their_record_lacks_or_copying_a_prompt_example_are_dropped(params):
+    replies = {
+        "France": {"input": "Question: Which city is the capital of France? Context: France's capital is Paris.", "output": "Lyon"},
+        "Spain": {"input": "What is the capital of Spain? Context: Madrid, on the Manzanares, is the capital.", "output": "Madrid"},
+        "Germany": {"input": "What is the capital of Italy?", "output": "Rome"},  # the example without its label
+        "Austria": {"reasoning": "The record pairs them.", "input": "Which city is Austria's capital? Context: Vienna is.", "output": "Vienna"},
+        "Italy": {"input": "Rome is the capital of Italy.", "output": "Rome"},  # the example's context alone
+        "Gaul": {"input": "Question: Which city was the capital of Gaul?", "output": "Paris"},  # no context
+    }
+
+    def ask(conversations, label, max_new_tokens=None, expect_json=False):
+        countries = [re.search(r"country: (\w+)", c[-1]["content"].split("Record from")[1]).group(1) for c in conversations]
+        return [json.dumps(replies[country]) for country in countries]
+
+    output = build({**params, "chain_of_thought": True}, ask)
+    assert {row["chunk_id"]: row["reason"] for row in output.rejected} == {
+        "capitals#0": "output states 'lyon', which is not in the record",
+        "capitals#1": "input states 'manzanares', which is not in the record",
+        "capitals#2": "copies an example of the prompt",
+        "capitals#4": "copies an example of the prompt",
+        "capitals#5": "input lacks the part labelled 'Context:'",
+    }
+    [kept] = output.examples  # the leading label put back; the reasoning is not checked against the record
+    assert kept["question"] == "Question: Which city is Austria's capital? Context: Vienna is."
+    assert kept["answer"] == "The record pairs them.\nAnswer: Vienna"
+    ungrounded = build({**params, "grounded": False}, ask)
+    assert {row["chunk_id"] for row in ungrounded.examples} == {"capitals#0", "capitals#1", "capitals#3"}
+    assert task_labels(["Premise: A. Hypothesis: B.", "Premise: C. Note: x. Hypothesis: D."]) == ["Premise", "Hypothesis"]
 
 
 def test_chain_of_thought_keeps_the_reasoning_before_the_answer(params):
