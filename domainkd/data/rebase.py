@@ -5,8 +5,10 @@ Instead of asking the teacher to invent examples (repetitive, often wrong), ReBa
 :mod:`domainkd.retrieval.datastore`) with the task instruction and a few input/output
 examples, keeps the top rows (the target dataset itself banned), and asks the teacher to
 transform each row into one example of the task as JSON ``{"input", "output"}`` — with a
-short ``reasoning`` placed before the answer when chain-of-thought is on. An optional yes/no
-check drops transformed examples that do not fit the task.
+short ``reasoning`` placed before the answer when chain-of-thought is on. Deterministic checks
+drop transformed examples that copy a prompt example, lack a part label every example input
+has, or (``grounded``) name what their record does not hold; an optional yes/no check drops
+those the teacher says do not fit the task.
 """
 
 from __future__ import annotations
@@ -206,8 +208,8 @@ def task_labels(inputs: list[str]) -> list[str]:
 def in_task_format(text: str, labels: list[str]) -> tuple[str, str | None]:
     """A transformed input with every part label of the task, or why it lacks one.
 
-    The first label is put back when it is the only one missing at the start (small teachers
-    drop the leading ``Question:``); any other missing label drops the example.
+    The first label (in the first example's order) is prepended when it is the only one missing
+    (small teachers drop the leading ``Question:``); any other missing label drops the example.
     """
     present = set(_LABEL.findall(text))
     if labels and labels[0] not in present and all(label in present for label in labels[1:]):
