@@ -95,9 +95,11 @@ def test_training_resumes_from_last_checkpoint(tiny_config):
     paths = RunPaths(tiny_config.output_dir)
     checkpoints = sorted(paths.checkpoints.glob("checkpoint-*"))
     assert checkpoints
+    written = {path.name: path.stat().st_mtime_ns for path in paths.checkpoints.glob("checkpoint-*")}
     again = train(tiny_config)  # resumes at the final checkpoint: no further steps
-    assert again["steps"] == first["steps"]
-    assert again["seconds"] < first["seconds"]
+    assert {path.name: path.stat().st_mtime_ns for path in paths.checkpoints.glob("checkpoint-*")} == written
+    assert again == first and again["train_loss"] > 0  # the finished run's loss and time stand, not 0.0
+    assert json.loads(paths.train_summary.read_text(encoding="utf-8")) == first
 
 
 def test_changed_training_inputs_start_afresh(tiny_config, capsys):

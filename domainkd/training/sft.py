@@ -95,6 +95,9 @@ def train(config: RunConfig) -> dict[str, Any]:
         data_collator=collator,
         **kd_arguments,
     )
+    previous = None  # the summary of the run that wrote the checkpoint (same inputs: others were removed)
+    if checkpoint and paths.train_summary.is_file():
+        previous = json.loads(paths.train_summary.read_text(encoding="utf-8"))
     started = time.time()
     result = trainer.train(resume_from_checkpoint=checkpoint)
     summary = {
@@ -107,6 +110,8 @@ def train(config: RunConfig) -> dict[str, Any]:
         "seconds": round(time.time() - started, 1),
         "log": [entry for entry in trainer.state.log_history if "loss" in entry],
     }
+    if previous and int(Path(checkpoint).name.split("-")[-1]) == result.global_step == previous.get("steps"):
+        summary = previous  # that run had finished and nothing was trained now: its loss and time stand
     if processes.is_main_process:
         _save(trainer.model, tokenizer, config, paths)
         write_json(paths.train_summary, summary)
