@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -119,17 +120,20 @@ class Rebase:
         candidates = []
         seen: set[str] = set()
         prompt_inputs = {grounding.normalise(example.input) for example in params.examples}
-        task_outputs = {word for example in params.examples for word in grounding.words(example.output)}
         labels = task_labels([example.input for example in params.examples])
+        template = _template_words(params)
         for row, reply in zip(rows, replies):
             base = _provenance(row)
             example, reason = parse_transformed(reply, params.chain_of_thought)
-            unlabelled = None
+            unlabelled, as_written = None, ""
             if example:
+                as_written = grounding.normalise(example["question"])
                 example["question"], unlabelled = in_task_format(example["question"], labels)
             key = grounding.normalise(example["question"]) if example else ""
-            reason = reason or _contamination(key, seen, prompt_inputs, context.held_out_questions) or unlabelled
-            reason = reason or (_ungrounded(example, row, task_outputs) if params.grounded else None)
+            held_out = context.held_out_questions
+            reason = reason or _contamination(as_written, set(), set(), held_out)  # before a label was put back
+            reason = reason or _contamination(key, seen, prompt_inputs, held_out) or unlabelled
+            reason = reason or (_ungrounded(example, row, template) if params.grounded else None)
             if reason:
                 output.rejected.append({**base, "teacher_reply": reply, "reason": reason})
                 continue
@@ -180,20 +184,23 @@ def _provenance(row: RetrievedRow) -> dict[str, Any]:
 def _contamination(key: str, seen: set[str], prompt_inputs: set[str], held_out: set[str]) -> str | None:
     """Why a transformed input must not be kept (duplicate, copied example, evaluation question), or None.
 
-    An input copies a prompt example when either holds the other whole (small teachers drop or
-    keep the example's ``Question:`` label and context), compared as normalised words.
+    An input copies a prompt example when it is a piece of one (small teachers hand back an
+    example without its ``Question:`` label or context), or holds one whole with little added,
+    compared as normalised words of at least three.
     """
-
-    def _holds(longer: str, shorter: str) -> bool:  # three words at least: "paris" alone is no copy
-        return len(shorter.split()) >= 3 and f" {shorter} " in f" {longer} "
-
     if key in held_out:
         return "same as an evaluation question (contamination)"
-    if key in prompt_inputs or any(_holds(shown, key) or _holds(key, shown) for shown in prompt_inputs):
-        return "copies an example of the prompt"
+    for shown in prompt_inputs:
+        if key == shown or _holds(shown, key) or (_holds(key, shown) and len(shown.split()) >= 0.6 * len(key.split())):
+            return "copies an example of the prompt"
     if key in seen:
         return "duplicate of another transformed example"
     return None
+
+
+def _holds(longer: str, shorter: str) -> bool:
+    """Whether normalised ``shorter`` (three words at least: "paris" alone is no copy) occurs in ``longer``."""
+    return len(shorter.split()) >= 3 and f" {shorter} " in f" {longer} "
 
 
 _LABEL = re.compile(r"(?:^|(?<=\s))([A-Z][A-Za-z]*):")
@@ -211,7 +218,8 @@ def in_task_format(text: str, labels: list[str]) -> tuple[str, str | None]:
     The first label (in the first example's order) is prepended when it is the only one missing
     (small teachers drop the leading ``Question:``); any other missing label drops the example.
     """
-    present = set(_LABEL.findall(text))
+    written = {label.lower() for label in _LABEL.findall(text)}  # "QUESTION:" counts as "Question:"
+    present = {label for label in labels if label.lower() in written}
     if labels and labels[0] not in present and all(label in present for label in labels[1:]):
         text = f"{labels[0]}: {text}"
         present.add(labels[0])
@@ -219,18 +227,36 @@ def in_task_format(text: str, labels: list[str]) -> tuple[str, str | None]:
     return text, (f"input lacks the part labelled {missing[-1] + ':'!r}" if missing else None)
 
 
-def _ungrounded(example: dict[str, str], row: RetrievedRow, task_outputs: set[str]) -> str | None:
+def _template_words(params: RebaseParams) -> set[str]:
+    """Words the task's format brings, not the record: its part labels, the words of every example input, output labels.
+
+    Words shared by all example inputs count only with two examples or more (one example's
+    words are its content too). An output word counts as a label when at least two example
+    outputs use it ("entailment"); a word only one example's answer has ("Danube") must come
+    from the record.
+    """
+    inputs = [set(grounding.words(example.input)) for example in params.examples]
+    shared = set.intersection(*inputs) if len(inputs) > 1 else set()
+    outputs = Counter(word for example in params.examples for word in set(grounding.words(example.output)))
+    labels = {label.lower() for label in task_labels([example.input for example in params.examples])}
+    return labels | shared | {word for word, count in outputs.items() if count >= 2}
+
+
+def _ungrounded(example: dict[str, str], row: RetrievedRow, template: set[str]) -> str | None:
     """Why a transformed example is not supported by its record (a name or number it lacks), or None.
 
-    Only the final output of a chain-of-thought answer is checked, not its reasoning. An output
-    may also use the words of the task's example outputs (labels such as "entailment").
+    Words of the task's format (:func:`_template_words`) and the record's column names are
+    allowed. Only the final output of a chain-of-thought answer is checked, not its reasoning;
+    an output of up to three words counts its first word too ("Lyon"), a longer one does not
+    ("However, …").
     """
-    record = " ".join(row.fields.values())
-    known = set(grounding.words(record)) | grounding.key_terms(record)
+    record = " ".join([*row.fields.values(), *row.fields])
+    known = set(grounding.words(record)) | grounding.key_terms(record) | template
     output = example["answer"].rsplit("\nAnswer: ", 1)[-1]
+    short = len(output.split()) <= 3
     for part, invented in (
         ("input", grounding.key_terms(example["question"]) - known),
-        ("output", grounding.key_terms(output, sentence_starts=True) - known - task_outputs),
+        ("output", grounding.key_terms(output, sentence_starts=short) - known),
     ):
         if invented:
             return f"{part} states {sorted(invented)[0]!r}, which is not in the record"

@@ -4,7 +4,16 @@ import re
 import pytest
 
 from domainkd.data.grounding import normalise
-from domainkd.data.rebase import fit_verdict, parse_transformed, task_labels
+from domainkd.data.rebase import (
+    _contamination,
+    _template_words,
+    _ungrounded,
+    fit_verdict,
+    in_task_format,
+    parse_transformed,
+    task_labels,
+)
+from domainkd.retrieval import RetrievedRow
 from domainkd.data.strategies import STRATEGIES, StrategyContext, strategy_params, validate_strategy_params
 from domainkd.sources import Sources
 from tests.retrieval.encoders import CORPUS, build_tiny_encoder
@@ -104,7 +113,7 @@ def test_examples_out_of_format_naming_what_their_record_lacks_or_copying_a_prom
         "France": {"input": "Question: Which city is the capital of France? Context: France's capital is Paris.", "output": "Lyon"},
         "Spain": {"input": "What is the capital of Spain? Context: Madrid, on the Manzanares, is the capital.", "output": "Madrid"},
         "Germany": {"input": "What is the capital of Italy?", "output": "Rome"},  # the example without its label
-        "Austria": {"reasoning": "The record pairs them.", "input": "Which city is Austria's capital? Context: Vienna is.", "output": "Vienna"},
+        "Austria": {"reasoning": "Habsburg maps pair them.", "input": "Which city is Austria's capital? Context: Vienna is.", "output": "Vienna"},
         "Italy": {"input": "Rome is the capital of Italy.", "output": "Rome"},  # the example's context alone
         "Gaul": {"input": "Question: Which city was the capital of Gaul?", "output": "Paris"},  # no context
     }
@@ -123,7 +132,7 @@ def test_examples_out_of_format_naming_what_their_record_lacks_or_copying_a_prom
     }
     [kept] = output.examples  # the leading label put back; the reasoning is not checked against the record
     assert kept["question"] == "Question: Which city is Austria's capital? Context: Vienna is."
-    assert kept["answer"] == "The record pairs them.\nAnswer: Vienna"
+    assert kept["answer"] == "Habsburg maps pair them.\nAnswer: Vienna"  # "Habsburg" is in no record
     ungrounded = build({**params, "grounded": False}, ask)
     assert {row["chunk_id"] for row in ungrounded.examples} == {"capitals#0", "capitals#1", "capitals#3"}
     assert task_labels(["Premise: A. Hypothesis: B.", "Premise: C. Note: x. Hypothesis: D."]) == ["Premise", "Hypothesis"]
@@ -201,3 +210,41 @@ def test_reply_parsing():
     assert (
         fit_verdict("YES") is None and fit_verdict("**No**, it does not") == "teacher judged it does not fit the task"
     )
+
+
+def _row(**fields):
+    return RetrievedRow(0, "nli", 0, fields, 0.5, 0.5, 0.5, 0.5)
+
+
+def test_grounding_allows_the_task_format_and_labels_but_not_an_example_answer():
+    nli = strategy_params("rebase", {
+        "datastore": "store", "instruction": "Label the pair.",
+        "examples": [
+            {"input": "Premise: A man sleeps.\nHypothesis: A man rests.", "output": "Entailment"},
+            {"input": "Premise: Kids play.\nHypothesis: Kids are asleep.", "output": "Contradiction"},
+            {"input": "Premise: It rains.\nHypothesis: Rain falls.", "output": "Entailment"},
+        ],
+    })
+    template = _template_words(nli)
+    row = _row(text="A cyclist crosses the Kettle bridge.", label="0")
+    pair = {"question": "Premise: A cyclist crosses the Kettle bridge.\nHypothesis: Someone crosses a bridge.", "answer": "Entailment"}
+    assert _ungrounded(pair, row, template) is None  # "Hypothesis" mid-line and a label two examples use
+    assert _ungrounded({**pair, "answer": "Neutral"}, row, template) == "output states 'neutral', which is not in the record"
+    summary = {"question": pair["question"], "answer": "However, the cyclist crosses the Kettle bridge."}
+    assert _ungrounded(summary, row, template) is None  # a long output's first word is not checked
+    qa = strategy_params("rebase", {"datastore": "store", "instruction": "Answer.", "examples": [EXAMPLE]})
+    capital = _row(country="Gaul", capital="Lutetia")
+    assert _ungrounded({"question": "Question: Capital of Gaul? Context: Lutetia.", "answer": "Rome"}, capital, _template_words(qa)) == (
+        "output states 'rome', which is not in the record"  # one example's answer is no label
+    )
+
+
+def test_copies_evaluation_questions_and_labels_are_matched_as_written():
+    held_out = "Which city is Austria's capital? Context: Vienna is."
+    assert _contamination(normalise(held_out), set(), set(), {normalise(held_out)}).startswith("same as an evaluation")
+    shown = {normalise("Write a haiku about autumn")}
+    assert _contamination(normalise("Write a haiku about autumn leaves in Kyoto at dusk"), set(), shown, set()) is None
+    assert _contamination(normalise("Write a haiku about autumn, please"), set(), shown, set()) == "copies an example of the prompt"
+    labels = ["Question", "Context"]
+    assert in_task_format("QUESTION: Who? Context: Ann.", labels) == ("QUESTION: Who? Context: Ann.", None)
+    assert in_task_format("Who? Context: Ann.", labels) == ("Question: Who? Context: Ann.", None)
