@@ -54,9 +54,9 @@ class TeacherConfig(StrictModel):
     trust_remote_code: bool = False
     """Allow model code from the model directory to run."""
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
-    """Number format of a local teacher's weights (`hf`, `vllm`). For `hf`, `auto` is bfloat16 on a GPU and on
-    CPUs with native bf16 (AVX512-BF16 or AMX), where it decodes about twice as fast as float32, and float32
-    on other CPUs; `vllm` leaves `auto` to the model. Answers differ slightly between formats, so any format
+    """Number format of a local teacher's weights (`hf`, `vllm`). For `hf`, `auto` is bfloat16 on a GPU (float16
+    on GPUs without bf16) and on CPUs with native bf16 (AVX512-BF16 or AMX), where it decodes about twice as fast
+    as float32, and float32 on other CPUs; `vllm` leaves `auto` to the model. Answers differ slightly between formats, so any format
     other than float32 is part of the answer-store key."""
     base_url: str = "http://127.0.0.1:8000/v1"
     """Root of the OpenAI-compatible API (`openai`), e.g. http://127.0.0.1:8000/v1 for `vllm serve`."""
@@ -99,7 +99,7 @@ class DataConfig(StrictModel):
     """Where the domain knowledge is and how training examples are built from it."""
 
     documents: Path | None = Path("docs")
-    """Folder of .md / .txt / .html / .pdf documents (searched recursively); None for records or QA sets only."""
+    """Folder of .md / .txt / .html / .pdf documents (searched recursively); None with only records, QA sets, ReBase."""
     records: list[Path] = Field(default_factory=list)
     """Structured files or folders of them (.csv, .jsonl, .json, .parquet): table rows or knowledge-graph triples."""
     qa_sets: list[Path] = Field(default_factory=list)
@@ -119,8 +119,16 @@ class DataConfig(StrictModel):
     def _check_overlap(self) -> DataConfig:
         if self.chunk_overlap_tokens >= self.chunk_tokens:
             raise ValueError("data.chunk_overlap_tokens must be smaller than data.chunk_tokens")
-        if self.documents is None and not self.records and not self.qa_sets and "rebase" not in self.strategies:
-            raise ValueError("data has no source; set data.documents, data.records or data.qa_sets, or use the rebase strategy")
+        if self.documents is None and not self.records and not self.qa_sets:  # a ReBase datastore is a source too
+            if "rebase" not in self.strategies:
+                raise ValueError(
+                    "data has no source; set data.documents, data.records or data.qa_sets, or use the rebase strategy"
+                )
+            if others := sorted(set(self.strategies) - {"rebase"}):
+                raise ValueError(
+                    f"data has no source for {', '.join(others)}; set data.documents, data.records or data.qa_sets, "
+                    "or keep only the rebase strategy"
+                )
         return self
 
     @field_validator("strategies")

@@ -55,6 +55,11 @@ def test_overrides_merge_over_file(tmp_path):
         ("eval:\n  systems: [oracle]\n", "unknown name 'oracle'"),
         ("teacher:\n  backend: carrier-pigeon\n", "teacher.backend has unknown name 'carrier-pigeon'"),
         ("teacher:\n  dtype: fp8\n", "bad value for 'teacher.dtype'"),
+        (
+            "data:\n  documents: null\n  strategies:\n    refusal: {}\n"
+            "    rebase: {datastore: s, instruction: x, examples: [{input: a, output: b}]}\n",
+            "data has no source for refusal; set data.documents, data.records or data.qa_sets, or keep only the rebase",
+        ),
         ("data:\n  chunk_tokens: 50\n  chunk_overlap_tokens: 60\n", "chunk_overlap_tokens must be smaller"),
         ("train: [1, 2\n", "not valid YAML at line"),
         ("- just\n- a list\n", "must hold a mapping"),

@@ -9,6 +9,7 @@ from domainkd import evaluate, prepare_data, report, run, teach, train
 from domainkd.errors import DomainKDError
 from domainkd.io import read_jsonl
 from domainkd.paths import RunPaths
+from domainkd.training.sft import _resumable_checkpoint
 
 
 def test_every_stage_end_to_end(tiny_config, capsys):
@@ -109,8 +110,14 @@ def test_changed_training_inputs_start_afresh(tiny_config, capsys):
     paths = RunPaths(tiny_config.output_dir)
     last_old_write = max(path.stat().st_mtime_ns for path in paths.checkpoints.glob("checkpoint-*"))
     tiny_config.train.learning_rate = 1e-3
-    train(tiny_config)
+    _resumable_checkpoint(tiny_config, paths)  # what train() does first: the old run's summary goes too
+    assert not paths.train_summary.exists() and not paths.checkpoints.exists()
     assert "training inputs changed since the last checkpoint; starting afresh" in capsys.readouterr().out
+    train(tiny_config)
+    tiny_config.system_prompt = "Another assistant."  # in every tokenised example, so in the fingerprint
+    _resumable_checkpoint(tiny_config, paths)
+    assert "starting afresh" in capsys.readouterr().out
+    train(tiny_config)
     new = sorted(paths.checkpoints.glob("checkpoint-*"))
     assert new and all(path.stat().st_mtime_ns > last_old_write for path in new)
 

@@ -16,6 +16,7 @@ from typing import Any
 
 from domainkd.config import RunConfig, StrategyConfig
 from domainkd.data.grounding import content_words
+from domainkd.errors import DomainKDError
 from domainkd.evaluation.prompting import COT_INSTRUCTION, apply_template, nearest_examples, read_pool
 from domainkd.paths import RunPaths
 from domainkd.sources import Chunk
@@ -137,6 +138,11 @@ def build_prompts(strategy: StrategyConfig, questions: Sequence[Example], resour
     excerpts: list[list[Chunk]] = [[] for _ in questions]
     seconds = 0.0
     if strategy.retrieval == "gold":
+        if not resources.chunks:
+            raise DomainKDError(
+                "a system that reads the source section (teacher_with_context, or retrieval: gold) needs documents; "
+                "set data.documents or drop it from eval.systems."
+            )
         excerpts = [gold_excerpts(question, resources.chunks) for question in questions]
     elif strategy.retrieval != "none":
         retriever = resources.retriever(strategy.retrieval)

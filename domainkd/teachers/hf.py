@@ -18,11 +18,14 @@ logger = logging.getLogger(__name__)
 def teacher_dtype(name: str) -> torch.dtype:
     """The torch dtype a teacher's ``dtype`` setting names.
 
-    ``auto`` is bfloat16 on a GPU and on a CPU with native bf16 arithmetic, where it decodes about
-    twice as fast as float32; float32 on any other CPU, where bf16 is emulated and slow.
+    ``auto`` is bfloat16 on a GPU that supports it (float16 on older ones) and on a CPU with
+    native bf16 arithmetic, where it decodes about twice as fast as float32; float32 on any other
+    CPU, where bf16 is emulated and slow.
     """
+    if name == "auto" and torch.cuda.is_available():
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
     if name == "auto":
-        return torch.bfloat16 if torch.cuda.is_available() or _native_on_cpu(torch.bfloat16) else torch.float32
+        return torch.bfloat16 if _native_on_cpu(torch.bfloat16) else torch.float32
     return {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[name]
 
 

@@ -95,7 +95,7 @@ def train(config: RunConfig) -> dict[str, Any]:
         data_collator=collator,
         **kd_arguments,
     )
-    previous = None  # the summary of the run that wrote the checkpoint (same inputs: others were removed)
+    previous = None  # the summary of the run that wrote the checkpoint (same inputs: other inputs' runs were removed)
     if checkpoint and paths.train_summary.is_file():
         previous = json.loads(paths.train_summary.read_text(encoding="utf-8"))
     started = time.time()
@@ -179,13 +179,17 @@ def _resumable_checkpoint(config: RunConfig, paths: RunPaths) -> str | None:
     fingerprint = {
         "train_set_sha256": sha256_of(paths.train_set),
         "student": config.student.model,
+        "system_prompt": config.system_prompt,  # part of every tokenised example
         "train": config.train.model_dump(mode="json"),
     }
+    if config.train.kd and config.train.kd.teacher is None:  # the KD teacher defaults to the run's teacher
+        fingerprint["kd_teacher"] = config.teacher.model
     recorded = json.loads(paths.train_inputs.read_text(encoding="utf-8")) if paths.train_inputs.is_file() else None
-    if recorded != fingerprint and paths.checkpoints.is_dir():
-        if get_last_checkpoint(str(paths.checkpoints)):
+    if recorded != fingerprint:
+        if paths.checkpoints.is_dir() and get_last_checkpoint(str(paths.checkpoints)):
             print("training inputs changed since the last checkpoint; starting afresh", flush=True)
-        shutil.rmtree(paths.checkpoints)
+        shutil.rmtree(paths.checkpoints, ignore_errors=True)
+        paths.train_summary.unlink(missing_ok=True)  # it described the other inputs' run
     write_json(paths.train_inputs, fingerprint)
     return get_last_checkpoint(str(paths.checkpoints)) if paths.checkpoints.is_dir() else None
 

@@ -73,6 +73,13 @@ def test_gold_strategy_keeps_the_teacher_with_context_prompt(resources) -> None:
     assert prompts.retrieved[0] == [chunk.chunk_id for chunk in chunks if chunk.document == "01-leave.md"]
 
 
+def test_gold_strategy_without_documents_says_to_set_them_or_drop_the_system(resources) -> None:
+    resources._chunks = []  # a run whose only source is a ReBase datastore
+    with pytest.raises(DomainKDError) as error:
+        build_prompts(SYSTEMS["teacher_with_context"].strategy, load_questions(resources.config), resources)
+    assert "needs documents" in str(error.value) and "eval.systems" in str(error.value)
+
+
 def test_bm25_strategy_puts_the_retrieved_chunk_in_the_prompt(resources) -> None:
     questions = load_questions(resources.config)
     prompts = build_prompts(StrategyConfig(retrieval="bm25", top_k=1), questions, resources)

@@ -61,6 +61,7 @@ def test_auto_is_bfloat16_only_on_a_cpu_with_native_bf16(monkeypatch, native, ex
 
 
 def test_a_bfloat16_teacher_on_a_cpu_without_native_bf16_warns_and_names_the_fix(tiny_model, monkeypatch, caplog):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     for probe in ("_is_avx512_bf16_supported", "_is_amx_tile_supported"):
         monkeypatch.setattr(torch.cpu, probe, lambda: False, raising=False)
     teacher = build_teacher(TeacherConfig(model=str(tiny_model), dtype="bfloat16"))
