@@ -56,8 +56,8 @@ class TeacherConfig(StrictModel):
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
     """Number format of a local teacher's weights (`hf`, `vllm`). For `hf`, `auto` is bfloat16 on a GPU (float16
     on GPUs without bf16) and on CPUs with native bf16 (AVX512-BF16 or AMX), where it decodes about twice as fast
-    as float32, and float32 on other CPUs; `vllm` leaves `auto` to the model. Answers differ slightly between formats, so any format
-    other than float32 is part of the answer-store key."""
+    as float32, and float32 on other CPUs; `vllm` leaves `auto` to the model. Answers differ slightly between
+    formats, so any format other than float32 is part of the answer-store key."""
     base_url: str = "http://127.0.0.1:8000/v1"
     """Root of the OpenAI-compatible API (`openai`), e.g. http://127.0.0.1:8000/v1 for `vllm serve`."""
     api_key_env: str = "OPENAI_API_KEY"
