@@ -115,11 +115,16 @@ class DataConfig(StrictModel):
     )
     """Data strategies to combine, each name mapped to its own parameters (see the strategy registry)."""
 
+    @property
+    def has_sources(self) -> bool:
+        """Whether documents, records or QA sets are configured (else only a ReBase datastore can be the source)."""
+        return self.documents is not None or bool(self.records) or bool(self.qa_sets)
+
     @model_validator(mode="after")
     def _check_overlap(self) -> DataConfig:
         if self.chunk_overlap_tokens >= self.chunk_tokens:
             raise ValueError("data.chunk_overlap_tokens must be smaller than data.chunk_tokens")
-        if self.documents is None and not self.records and not self.qa_sets:  # a ReBase datastore is a source too
+        if not self.has_sources:  # a ReBase datastore is a source too
             if "rebase" not in self.strategies:
                 raise ValueError(
                     "data has no source; set data.documents, data.records or data.qa_sets, or use the rebase strategy"

@@ -61,8 +61,7 @@ def _configured_sources(config: RunConfig, skipped: dict[str, str] | None = None
     sources = read_sources(
         data.documents, data.records, data.qa_sets, count_tokens, data.chunk_tokens, data.chunk_overlap_tokens, skipped
     )
-    configured = data.documents is not None or data.records or data.qa_sets  # else ReBase's datastore is the only source
-    if configured and not (sources.chunks or sources.records or sources.qa_pairs):
+    if data.has_sources and not (sources.chunks or sources.records or sources.qa_pairs):
         raise DomainKDError("the configured sources hold no usable text, record or QA pair; check data.documents, data.records and data.qa_sets.")
     return sources
 

@@ -35,6 +35,8 @@ TRANSFORM_SYSTEM = (
     "You turn records of existing datasets into training examples for a task. Reply with one JSON object only."
 )
 JSON_SHAPE = '{"input": "...", "output": "..."}'
+ANSWER_MARK = "\nAnswer: "
+"""Between a chain-of-thought reasoning and the final output in a training answer."""
 COT_JSON_SHAPE = '{"reasoning": "one or two sentences that lead to the output", "input": "...", "output": "..."}'
 
 
@@ -130,9 +132,8 @@ class Rebase:
                 as_written = grounding.normalise(example["question"])
                 example["question"], unlabelled = in_task_format(example["question"], labels)
             key = grounding.normalise(example["question"]) if example else ""
-            held_out = context.held_out_questions
-            reason = reason or _contamination(as_written, set(), set(), held_out)  # before a label was put back
-            reason = reason or _contamination(key, seen, prompt_inputs, held_out) or unlabelled
+            reason = reason or _contamination(key, seen, prompt_inputs, context.held_out_questions, as_written)
+            reason = reason or unlabelled
             reason = reason or (_ungrounded(example, row, template) if params.grounded else None)
             if reason:
                 output.rejected.append({**base, "teacher_reply": reply, "reason": reason})
@@ -181,14 +182,17 @@ def _provenance(row: RetrievedRow) -> dict[str, Any]:
     }
 
 
-def _contamination(key: str, seen: set[str], prompt_inputs: set[str], held_out: set[str]) -> str | None:
+def _contamination(
+    key: str, seen: set[str], prompt_inputs: set[str], held_out: set[str], as_written: str = ""
+) -> str | None:
     """Why a transformed input must not be kept (duplicate, copied example, evaluation question), or None.
 
-    An input copies a prompt example when it is a piece of one (small teachers hand back an
+    ``as_written`` is the input before a missing label was put back, checked against the
+    evaluation questions too. An input copies a prompt example when it is a piece of one (small teachers hand back an
     example without its ``Question:`` label or context), or holds one whole with little added,
     compared as normalised words of at least three.
     """
-    if key in held_out:
+    if key in held_out or as_written in held_out:
         return "same as an evaluation question (contamination)"
     for shown in prompt_inputs:
         if key == shown or _holds(shown, key) or (_holds(key, shown) and len(shown.split()) >= 0.6 * len(key.split())):
@@ -252,7 +256,7 @@ def _ungrounded(example: dict[str, str], row: RetrievedRow, template: set[str]) 
     """
     record = " ".join([*row.fields.values(), *row.fields])
     known = set(grounding.words(record)) | grounding.key_terms(record) | template
-    output = example["answer"].rsplit("\nAnswer: ", 1)[-1]
+    output = example["answer"].rsplit(ANSWER_MARK, 1)[-1]
     short = len(output.split()) <= 3
     for part, invented in (
         ("input", grounding.key_terms(example["question"]) - known),
@@ -282,7 +286,7 @@ def parse_transformed(reply: str, chain_of_thought: bool) -> tuple[dict[str, str
     question, answer = fields["input"].strip(), fields["output"].strip()
     reasoning = fields["reasoning"].strip() if chain_of_thought and isinstance(fields["reasoning"], str) else ""
     if reasoning:
-        return {"question": question, "answer": f"{reasoning}\nAnswer: {answer}", "variant": "transformed+cot"}, None
+        return {"question": question, "answer": f"{reasoning}{ANSWER_MARK}{answer}", "variant": "transformed+cot"}, None
     return {"question": question, "answer": answer, "variant": "transformed"}, None
 
 
