@@ -95,6 +95,37 @@ class TeacherConfig(StrictModel):
         return api_key_env
 
 
+class RaftConfig(StrictModel):
+    """Retrieval-aware fine-tuning (RAFT): training questions also asked with the excerpts retrieval finds for them.
+
+    Each chosen question/answer example gets a copy whose prompt is the excerpt prompt the `student_with_retrieval`
+    system, `compare` and `serve --retrieval` use, holding the chunks the configured retriever returns for its
+    question (`retrieval` section), so the student learns to read them instead of ignoring or refusing them.
+    """
+
+    share: float = Field(1.0, gt=0, le=1)
+    """Share of the question/answer examples drawn from the documents that get an excerpt copy (the closed-book
+    original stays); excerpt examples are several times longer, so this is the main cost knob."""
+    top_k: int | None = Field(None, ge=1, le=50)
+    """Excerpts per training prompt; None uses `retrieval.top_k` (what the student reads when answering)."""
+    without_gold: float = Field(0.2, ge=0, le=1)
+    """Share of excerpt copies whose excerpts leave out every chunk that holds the answer (the rest have it,
+    put in place of the last hit where retrieval missed it)."""
+    without_gold_target: Literal["refusal", "memory"] = "refusal"
+    """What an excerpt copy without the answer is trained to say: the refusal sentence (the excerpts do not
+    answer it), or the answer from memory (RAFT's original recipe)."""
+    refusals: bool = True
+    """Refusal examples get an excerpt copy too (the excerpts retrieved for an out-of-scope question), so the
+    student learns to refuse when the excerpts do not hold the answer."""
+    keep_closed_book: bool = True
+    """Keep each copied example closed-book too. False trains the chosen questions with excerpts only (RAFT's own
+    recipe): a question also learnt closed-book is answered from memory, so its copy teaches little reading."""
+    order: Literal["retrieved", "shuffled"] = "retrieved"
+    """Excerpts in the retriever's order (as when answering), or shuffled so the answer's position varies."""
+    seed: int = 0
+    """Seed of which examples get copies, which leave the answer out, and of the shuffle."""
+
+
 class DataConfig(StrictModel):
     """Where the domain knowledge is and how training examples are built from it."""
 
@@ -114,6 +145,8 @@ class DataConfig(StrictModel):
         default_factory=lambda: {"context_qa": {}, "refusal": {}}
     )
     """Data strategies to combine, each name mapped to its own parameters (see the strategy registry)."""
+    raft: RaftConfig | None = None
+    """Retrieval-aware fine-tuning copies of the training examples (see `RaftConfig`); None trains closed-book only."""
 
     @property
     def has_sources(self) -> bool:
@@ -182,6 +215,10 @@ class KDConfig(StrictModel):
     """Share of steps trained on answers the student samples itself, scored by the teacher (GKD); needs online."""
     on_policy_max_new_tokens: int = Field(64, ge=1)
     """Longest answer the student samples on an on-policy step."""
+    teacher_context: Literal["none", "source"] = "none"
+    """`source`: context distillation (Kujanpää et al. 2024): the teacher reads each training example's source
+    chunk before the question (the excerpt prompt), the student does not, and the student learns the teacher's
+    distributions on the same answer; examples without a source chunk are read as they are. Offline only."""
 
     @field_validator("divergence")
     @classmethod
@@ -213,6 +250,8 @@ class KDConfig(StrictModel):
                 "on_policy_fraction > 0 needs teacher_logits: online (the teacher must score the student's own "
                 "samples as they are drawn); set teacher_logits: online or on_policy_fraction: 0"
             )
+        if self.teacher_context != "none" and self.teacher_logits != "offline":
+            raise ValueError("teacher_context needs teacher_logits: offline (the store records what the teacher read)")
         if self.on_policy_fraction > 0 and self.loss in ("uld", "mined"):
             raise ValueError(f"on_policy_fraction > 0 works with the vanilla and dskd losses, not {self.loss}")
         return self
@@ -245,14 +284,44 @@ class TrainConfig(StrictModel):
     """Dropout on LoRA inputs (method=lora)."""
     lora_target_modules: list[str] | Literal["all-linear"] = "all-linear"
     """Modules that get adapters (method=lora)."""
-    bf16: bool = False
-    """Train in bfloat16 (GPU only; on CPU it is ~10x slower than fp32)."""
+    bf16: bool | Literal["auto"] = False
+    """Mixed precision: matrix products in bfloat16 under autocast, weights and optimiser in float32. `auto` turns it
+    on where the hardware computes bf16 natively: a GPU with bf16, or a CPU with AVX512-BF16 or AMX, where a
+    SmolLM2-135M step measured 3x faster than float32; true turns it on anywhere (emulated bf16 on other CPUs is
+    slower than float32)."""
     save_steps: int = Field(50, ge=1)
     """Checkpoint every this many optimiser steps (resume picks up the latest)."""
     seed: int = 0
     """Seed for shuffling and initialisation."""
     kd: KDConfig | None = None
     """White-box distillation settings; None trains by plain SFT on the teacher's answers."""
+    schedule: Literal["mixed", "qa_first"] = "mixed"
+    """Which epochs train which examples: `mixed` trains every example in every epoch; `qa_first`
+    (pre-instruction-tuning, Jiang et al. 2024) trains the question/answer examples alone for the first
+    `qa_first_epochs` epochs, then passages (documents, fact restatements) and question/answer examples together."""
+    qa_first_epochs: int = Field(1, ge=1)
+    """Epochs of question/answer examples alone before passages join them (schedule `qa_first`)."""
+    excerpt_epochs: int | None = Field(None, ge=1)
+    """Epochs, counted from the last, that train the retrieval-aware (RAFT) examples; None: every epoch. They
+    hold several excerpts each, so they cost several closed-book examples' time."""
+
+    detach_excerpts: bool = False
+    """Run the excerpts of RAFT examples forward without gradient: their keys and values, from the current weights,
+    still feed the question and answer, but the backward pass skips them (about half an excerpt example's cost),
+    so training adapts how answers read excerpts but not how excerpts are encoded. SFT only."""
+
+    @model_validator(mode="after")
+    def _check_schedule(self) -> TrainConfig:
+        if self.schedule == "qa_first" and self.qa_first_epochs >= self.epochs:
+            raise ValueError(
+                f"train.qa_first_epochs ({self.qa_first_epochs}) leaves no epoch for passages within train.epochs "
+                f"({self.epochs:g}); lower it or raise train.epochs"
+            )
+        if self.detach_excerpts and self.kd is not None:
+            raise ValueError("train.detach_excerpts works with plain SFT only; drop it or train.kd")
+        if self.excerpt_epochs is not None and self.excerpt_epochs > self.epochs:
+            raise ValueError(f"train.excerpt_epochs ({self.excerpt_epochs}) exceeds train.epochs ({self.epochs:g})")
+        return self
 
 
 class SignificanceConfig(StrictModel):
@@ -284,6 +353,9 @@ class RetrievalConfig(StrictModel):
     """Depth of each list fused by `hybrid`."""
     recall_at: list[int] = Field(default_factory=lambda: [1, 3, 5, 10])
     """Cut-offs k of the recall@k report (is the gold chunk among the first k?)."""
+    answer_check: float | None = Field(0.5, gt=0, le=1)
+    """An answer given from excerpts must have every name and number, and this share of its content words, in
+    them, or it becomes the refusal sentence (evaluation and `serve --retrieval` alike); None: no check."""
 
 
 PROMPT_TEMPLATES = ("plain", "expert", "concise")
@@ -384,6 +456,9 @@ class EvalConfig(StrictModel):
     """Questions answered together."""
     limit: int | None = Field(None, ge=1)
     """Evaluate only the first N questions (for quick checks)."""
+    train_recall: int = Field(60, ge=0)
+    """Training questions the closed-book student systems are also asked, in their training wording (train-question
+    recall, shown beside held-out accuracy to tell memorised wording from knowledge); 0: none."""
 
     @field_validator("systems")
     @classmethod

@@ -117,6 +117,8 @@ def teach(config: RunConfig) -> dict[str, Any]:
     rejected += dropped
     if not examples:
         raise DomainKDError("the teacher produced no usable training example; look at teach/rejected.jsonl for the reasons.")
+    if config.data.raft is not None:
+        examples = _with_excerpt_copies(config, paths, examples, sources)
     for number, example in enumerate(examples):
         example["id"] = f"ex{number:05d}"
     summary = {**_summary(examples, rejected), "teacher": teacher_stats}
@@ -126,6 +128,17 @@ def teach(config: RunConfig) -> dict[str, Any]:
     return summary
 
 
+def _with_excerpt_copies(config: RunConfig, paths: RunPaths, examples: list[dict], sources: Sources) -> list[dict]:
+    """The examples with their RAFT copies, excerpts found by the run's retriever (``data.raft``)."""
+    from domainkd.data.raft import raft_examples
+    from domainkd.evaluation.systems import PromptResources
+
+    if not sources.chunks:
+        raise DomainKDError("data.raft needs document chunks to retrieve excerpts from; set data.documents or drop data.raft.")
+    retriever = PromptResources(config, paths).retriever(config.retrieval.method)
+    return raft_examples(examples, sources.chunks, retriever.search, config)
+
+
 def _held_out(config: RunConfig) -> set[str]:
     if not config.eval.questions.is_file():
         return set()
@@ -133,15 +146,25 @@ def _held_out(config: RunConfig) -> set[str]:
 
 
 def _deduplicate(examples: list[dict], held_out: set[str]) -> tuple[list[dict], list[dict]]:
-    kept, dropped, seen = [], [], set()
+    """Examples without contamination, repeats, or a question already asked about another fact.
+
+    A question may come back with another wording of its answer when it is about the same fact
+    (``context_qa``'s ``fact_answers``); about another fact (or with no fact to tell), it is a
+    duplicate question whose two answers would contradict each other.
+    """
+    kept, dropped, seen, asked_about = [], [], set(), {}
     for example in examples:
         key = grounding.normalise(example.get("question") or example.get("text") or "")
+        about = example.get("fact") or example.get("answer")
         if key in held_out:
             dropped.append({**example, "reason": "same as an evaluation question (contamination)"})
-        elif key in seen:
+        elif (key, grounding.normalise(example.get("answer") or "")) in seen or (not example.get("question") and key in asked_about):
             dropped.append({**example, "reason": "duplicate question" if example.get("question") else "duplicate passage"})
+        elif key in asked_about and asked_about[key] != about:
+            dropped.append({**example, "reason": "duplicate question"})
         else:
-            seen.add(key)
+            seen.add((key, grounding.normalise(example.get("answer") or "")))
+            asked_about.setdefault(key, about)
             kept.append(example)
     return kept, dropped
 

@@ -27,6 +27,9 @@ class ContextQAParams(StrictModel):
     """Question/answer pairs the teacher writes per fact, each in another style of ``prompts.QA_STYLES``."""
     paraphrases_per_question: int = Field(0, ge=0, le=3)
     """Reworded copies the teacher writes of each kept question."""
+    fact_answers: bool = False
+    """Also train each kept question with its source sentence, as written, as the answer: a second wording of
+    the answer that always states the fact in full (no teacher call)."""
 
 
 def _facts(chunks: list[Chunk], limit: int | None) -> list[tuple[Chunk, str]]:
@@ -47,7 +50,7 @@ class ContextQA:
         pairs = facts * params.questions_per_fact
         return Plan(
             teacher_calls=pairs * (1 + params.paraphrases_per_question),
-            examples=pairs * (1 + params.paraphrases_per_question),
+            examples=pairs * (1 + params.paraphrases_per_question + params.fact_answers),
             what=f"{params.questions_per_fact} grounded question/answer {'pair' if params.questions_per_fact == 1 else 'pairs'}"
             f" for each of {facts} facts"
             + (f", each question reworded {params.paraphrases_per_question}x" if params.paraphrases_per_question else ""),
@@ -67,7 +70,7 @@ class ContextQA:
             if not reply:
                 reason = "teacher request failed"
             else:
-                reason = "reply did not parse as Question/Answer" if parsed is None else self._check(parsed, fact, chunk)
+                reason = "reply did not parse as Question/Answer" if parsed is None else self._check(parsed, fact, chunk, style)
             seen = asked.setdefault(f"{chunk.chunk_id}\n{fact}", set())
             if reason is None and grounding.normalise(parsed[0]) in seen:
                 reason = "question repeats another style's question"
@@ -77,16 +80,21 @@ class ContextQA:
             seen.add(grounding.normalise(parsed[0]))
             pairs.append((base, *parsed))
             output.examples.append({**base, "question": parsed[0], "answer": parsed[1], "variant": style})
+            if params.fact_answers and grounding.normalise(fact) != grounding.normalise(parsed[1]):
+                output.examples.append({**base, "question": parsed[0], "answer": fact, "variant": f"{style}+fact"})
         if params.paraphrases_per_question:
             self._add_paraphrases(context, pairs, params.paraphrases_per_question, output)
         return output
 
     @staticmethod
-    def _check(pair: tuple[str, str], fact: str, chunk: Chunk) -> str | None:
+    def _check(pair: tuple[str, str], fact: str, chunk: Chunk, style: str) -> str | None:
         question, answer = pair
         if _copied_example(question + " " + answer, fact):
             return "pair copies the prompt's example"
-        return grounding.check_question(question, chunk.text) or grounding.check_answer(question, answer, fact, chunk.text)
+        reverse = style in prompts.REVERSE_STYLES
+        return grounding.check_question(question, chunk.text) or grounding.check_answer(
+            question, answer, fact, chunk.text, reverse=reverse
+        )
 
     @staticmethod
     def _add_paraphrases(context: StrategyContext, pairs: list, count: int, output: StrategyOutput) -> None:

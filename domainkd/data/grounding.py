@@ -62,12 +62,14 @@ def check_question(question: str, source: str) -> str | None:
     return None
 
 
-def check_answer(question: str, answer: str, fact: str, source: str) -> str | None:
+def check_answer(question: str, answer: str, fact: str, source: str, reverse: bool = False) -> str | None:
     """Why ``answer`` is unusable, or None.
 
     The answer must be short, its specifics must appear in ``source``, most of its content
     words must too, and where ``fact`` holds specifics the answer must add one of them that
     the question did not already contain (it answers, rather than echoes, the question).
+    With ``reverse`` (a question asked from the other side, holding the specifics: "who may open
+    the hives between 10:15 and 14:40?") it must add a content word of ``fact`` instead.
     """
     if not answer or not 2 <= len(answer.split()) <= 60:
         return "answer empty or too long"
@@ -78,6 +80,10 @@ def check_answer(question: str, answer: str, fact: str, source: str) -> str | No
     answer_content = content_words(answer)
     if answer_content and len(answer_content & source_words) / len(answer_content) < 0.6:
         return "answer mostly unsupported by the source"
+    if reverse:
+        if not (content_words(fact) & content_words(answer)) - set(words(question)):
+            return "answer adds no word of the fact"
+        return None
     fact_terms = key_terms(fact)
     if fact_terms and not (fact_terms & set(words(answer))) - set(words(question)):
         return "answer adds none of the fact's specifics"
@@ -107,3 +113,14 @@ def check_paraphrase(paraphrase: str, question: str, answer: str) -> str | None:
 def normalise(text: str) -> str:
     """Lower-case words joined by single spaces (for duplicate and contamination checks)."""
     return " ".join(words(text))
+
+
+def answer_supported(answer: str, source: str, min_share: float) -> bool:
+    """Whether ``source`` backs ``answer``: every name and number of it occurs there, and ``min_share`` of its
+    content words do (a word counts with or without a plural -s)."""
+    source_words = set(words(source))
+    if key_terms(answer) - source_words - key_terms(source):
+        return False
+    forms = {form for word in source_words for form in (word, word.removesuffix("s"), word + "s")}
+    content = content_words(answer)
+    return not content or sum(word in forms for word in content) >= min_share * len(content)

@@ -33,7 +33,31 @@ QA_STYLES = {
         "Question: Is there a time window for opening the beehives on the Block Q roof?\n"
         "Answer: Yes, volunteers may open them only between 10:15 and 14:40."
     ),
+    # From here on each style asks from another angle (Physics of LMs 3.1: one phrasing per fact is
+    # memorised but not extractable; several angles and both directions make it extractable).
+    "reverse": (
+        "Question: Who may open the rooftop hives on Block Q between 10:15 and 14:40?\n"
+        "Answer: Volunteers may open them at those times, wearing a veil."
+    ),
+    "detail": (
+        "Question: What must volunteers wear when they open the hives on Block Q?\n"
+        "Answer: Volunteers must wear a veil when they open the Block Q rooftop hives."
+    ),
+    "scenario": (
+        "Question: It is 15:00 and I am a volunteer on Block Q; can I still open the rooftop hives?\n"
+        "Answer: No, volunteers may open the rooftop hives on Block Q only between 10:15 and 14:40."
+    ),
+    "short": (
+        "Question: Block Q rooftop hives: opening hours?\n"
+        "Answer: Between 10:15 and 14:40, for volunteers wearing a veil."
+    ),
+    "formal": (
+        "Question: What is the permitted access window for volunteers at the Block Q apiary?\n"
+        "Answer: Volunteers are permitted to open the Block Q rooftop hives from 10:15 to 14:40."
+    ),
 }
+REVERSE_STYLES = frozenset({"reverse", "detail"})
+"""Styles whose question may hold every specific of the fact: their answer must add a word of the fact instead."""
 
 PARAPHRASE_SYSTEM = (
     "Rewrite the question the way an employee would ask a colleague: in the first person, with "
@@ -58,7 +82,8 @@ PARAPHRASE_EXAMPLES = [
     ),
 ]
 EXAMPLE_WORDS = frozenset(
-    "rooftop roof hive hives beehive beehives volunteer volunteers volunteering veil block glaze pottery kiln printer 3d 10:15 14:40".split()
+    "rooftop roof hive hives beehive beehives apiary volunteer volunteers volunteering veil block glaze pottery kiln printer 3d "
+    "10:15 14:40 15:00".split()
 )
 """Distinctive words of the one-shot examples; an output that adds one copied the example."""
 

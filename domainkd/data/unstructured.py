@@ -5,11 +5,17 @@ cut into passages of whole lines (an over-long line at sentence ends); each pass
 ``text`` example with no question, as written (``raw``) and/or rewritten by the teacher as one
 explanatory paragraph (``rewritten``). A rewriting must keep every name and number of its
 passage and add none, or it is dropped.
+
+Two rule-based variants need no teacher (Physics of LMs 3.1: a fact seen in one form is memorised
+but hard to extract; the same facts in several orders and framings make it extractable):
+``permuted`` copies of each passage with its sentences in another order, and ``fact_frame``
+passages restating each single fact (sentence or list item) in a frame naming its section.
 """
 
 from __future__ import annotations
 
 import itertools
+import random
 import re
 
 from pydantic import Field, model_validator
@@ -17,9 +23,18 @@ from pydantic import Field, model_validator
 from domainkd.config import StrictModel
 from domainkd.data import grounding, prompts
 from domainkd.data.strategies import Plan, StrategyContext, StrategyOutput, register_strategy
-from domainkd.sources import Chunk, Sources
+from domainkd.sources import Chunk, Sources, split_facts
 
 _SENTENCE_END = re.compile(r"(?<=[.!?;])\s+")
+
+
+FACT_FRAMES = (
+    "{title}: {fact}",
+    "From the section \"{title}\": {fact}",
+    "{fact} (This is in the section {title}.)",
+    "A note on {title}. {fact}",
+)
+"""Rule-based frames restating one fact; the section title ties it to its topic."""
 
 
 class UnstructuredParams(StrictModel):
@@ -35,11 +50,16 @@ class UnstructuredParams(StrictModel):
     """Also have the teacher rewrite each passage as one explanatory paragraph (variant ``rewritten``)."""
     max_passages: int | None = Field(None, ge=1)
     """Use at most this many passages, taken in turn from each document (None: all); one example per variant each."""
+    permutations: int = Field(0, ge=0, le=8)
+    """Copies of each passage of two or more sentences with its sentences shuffled (variant ``permuted``; no teacher)."""
+    fact_frames: int = Field(0, ge=0, le=len(FACT_FRAMES))
+    """Each fact of each chunk restated alone in this many frames naming its section (variant ``fact_frame``;
+    no teacher)."""
 
     @model_validator(mode="after")
     def _one_variant(self) -> UnstructuredParams:
-        if not (self.raw or self.rewrite):
-            raise ValueError("turn on raw, rewrite or both, or the strategy makes nothing")
+        if not (self.raw or self.rewrite or self.permutations or self.fact_frames):
+            raise ValueError("turn on raw, rewrite, permutations or fact_frames, or the strategy makes nothing")
         return self
 
 
@@ -135,10 +155,14 @@ class Unstructured:
     def plan(self, sources: Sources, params: UnstructuredParams) -> Plan:
         passages = len(_passages(sources.chunks, params, StrategyOutput()))
         variants = [name for name, on in (("raw", params.raw), ("rewritten", params.rewrite)) if on]
+        if params.permutations:
+            variants.append(f"{params.permutations} permuted")
+        frames = len(_fact_frames(sources.chunks, params.fact_frames))
+        what = f"{passages} passages of up to {params.passage_words} words as plain text ({', '.join(variants) or 'none'})"
         return Plan(
             teacher_calls=passages if params.rewrite else 0,
-            examples=passages * len(variants),
-            what=f"{passages} passages of up to {params.passage_words} words as plain text ({' and '.join(variants)})",
+            examples=passages * (params.raw + params.rewrite + params.permutations) + frames,
+            what=what + (f", {frames} restated facts" if frames else ""),
         )
 
     def build(self, context: StrategyContext, params: UnstructuredParams) -> StrategyOutput:
@@ -154,6 +178,10 @@ class Unstructured:
                 output.examples.append({**_base(chunk, "raw"), "text": passage})
             if params.rewrite:
                 self._add_rewrite(chunk, passage, reply, output)
+            for text in permuted(passage, params.permutations):
+                output.examples.append({**_base(chunk, "permuted"), "text": text, "passage": passage})
+        for chunk, fact, text in _fact_frames(context.chunks, params.fact_frames):
+            output.examples.append({**_base(chunk, "fact_frame"), "text": text, "fact": fact})
         return output
 
     @staticmethod
@@ -164,6 +192,36 @@ class Unstructured:
             output.rejected.append({**_base(chunk, "rewritten"), "text": rewrite, "passage": passage, "reason": reason})
         else:
             output.examples.append({**_base(chunk, "rewritten"), "text": rewrite, "passage": passage})
+
+
+def permuted(passage: str, copies: int) -> list[str]:
+    """Up to ``copies`` distinct reorderings of the passage's sentences (list items count as sentences)."""
+    units = [piece for line in passage.splitlines() for piece in _pieces(line.strip(), 0)]
+    if len(units) < 2:
+        return []
+    rng = random.Random(grounding.normalise(passage))  # the same copies on every run
+    texts, seen = [], {tuple(units)}
+    for _ in range(8 * copies):
+        if len(texts) == copies:
+            break
+        order = rng.sample(units, len(units))
+        if tuple(order) not in seen:
+            seen.add(tuple(order))
+            texts.append(" ".join(order))
+    return texts
+
+
+def _fact_frames(chunks: list[Chunk], frames: int) -> list[tuple[Chunk, str, str]]:
+    """(chunk, fact, restatement) for each distinct fact of the chunks in each of the first ``frames`` frames."""
+    restated, seen = [], set()
+    for chunk in chunks:
+        for fact in split_facts(chunk.text):
+            if grounding.normalise(fact) in seen:
+                continue  # a fact in the overlap of two chunks
+            seen.add(grounding.normalise(fact))
+            sentence = fact if fact.endswith((".", "!", "?")) else fact + "."
+            restated += [(chunk, fact, frame.format(title=chunk.title, fact=sentence)) for frame in FACT_FRAMES[:frames]]
+    return restated
 
 
 def _base(chunk: Chunk, variant: str) -> dict[str, object]:

@@ -70,8 +70,9 @@ def prepare_distillation(
     cross_tokenizer = relation == "different"
     _require_supported(config, cross_tokenizer)
     shared = _shared_size(relation, student, tokenizer, teacher_tokenizer, teacher_config, examples)
+    teacher_rows = _teacher_rows(config, paths, rows)
     if cross_tokenizer:
-        _add_teacher_tokens(config, teacher_tokenizer, rows, examples)
+        _add_teacher_tokens(config, teacher_tokenizer, teacher_rows, examples)
     if kd.loss in ("uld", "mined"):
         _add_alignment(kd.loss, tokenizer, teacher_tokenizer if cross_tokenizer else tokenizer, examples)
     kwargs: dict[str, Any] = {
@@ -110,9 +111,16 @@ def prepare_distillation(
         "tail_samples": _tail_samples(kd),
         "seed": config.train.seed,
     }
+    if kd.teacher_context != "none":  # absent otherwise, so stores recorded before the setting keep their key
+        fingerprint["teacher_context"] = kd.teacher_context
     store = _recorded_store(paths.teacher_topk, fingerprint, kd, len(examples))
     if store is None:
-        teacher_examples = [_teacher_view(example) for example in examples] if cross_tokenizer else examples
+        if cross_tokenizer:
+            teacher_examples = [_teacher_view(example) for example in examples]
+        elif kd.teacher_context != "none":
+            teacher_examples = _context_examples(config, tokenizer, teacher_rows, examples)
+        else:
+            teacher_examples = examples
         pad = teacher_pad if cross_tokenizer else tokenizer.pad_token_id
         store = _record(config, paths, shared, teacher_examples, fingerprint, pad)
     return Distillation({**kwargs, "store": store}, teacher_pad)
@@ -167,10 +175,44 @@ def _pad_token_id(tokenizer: Any) -> int:
     return tokenizer.pad_token_id if tokenizer.pad_token_id is not None else (tokenizer.eos_token_id or 0)
 
 
+def _teacher_rows(config: RunConfig, paths: RunPaths, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The training rows as the teacher reads them: with their source chunk first under ``teacher_context``."""
+    if config.train.kd.teacher_context == "none":
+        return rows
+    from domainkd.data.build import load_chunks
+    from domainkd.evaluation.systems import excerpt_prompt
+
+    chunks = {chunk.chunk_id: chunk for chunk in load_chunks(paths)}
+    teacher_rows = []
+    for row in rows:
+        source = chunks.get(row.get("chunk_id") or "")
+        if row.get("question") and not row.get("prompt") and source is not None:
+            row = {**row, "prompt": excerpt_prompt(row["question"], [source], config.refusal_text)}
+        teacher_rows.append(row)
+    return teacher_rows
+
+
+def _context_examples(
+    config: RunConfig, tokenizer: Any, teacher_rows: list[dict[str, Any]], examples: list[dict[str, Any]]
+) -> list[dict[str, Any]]:
+    """The teacher's tokenisation (the student's tokenizer) of rows that hold their source; answers never cut."""
+    teacher_examples = []
+    for row, example in zip(teacher_rows, examples, strict=True):
+        tokens = tokenize_row(tokenizer, config.system_prompt, row, 1 << 30)
+        if response_ids(tokens["labels"])[: len(response_ids(example["labels"]))] != response_ids(example["labels"]):
+            raise DomainKDError(f"training example {example['index']} tokenises its answer differently after its source; "
+                                "use a tokenizer without context-dependent merges or set train.kd.teacher_context: none.")
+        cut = len(tokens["input_ids"]) - (len(response_ids(tokens["labels"])) - len(response_ids(example["labels"])))
+        teacher_examples.append({"input_ids": tokens["input_ids"][:cut], "labels": tokens["labels"][:cut]})
+    return teacher_examples
+
+
 def _add_teacher_tokens(config: RunConfig, teacher_tokenizer: Any, rows: list[dict], examples: list[dict]) -> None:
-    """Give each example the teacher's chat-formatted tokenisation of the same exchange."""
+    """Give each example the teacher's chat-formatted tokenisation of the same exchange (``rows`` as the teacher reads them)."""
+    reads_source = config.train.kd.teacher_context != "none"  # a source chunk must not push the answer past the limit
+    max_length = config.train.max_length + (1 << 20) * reads_source
     for row, example in zip(rows, examples, strict=True):
-        tokens = tokenize_row(teacher_tokenizer, config.system_prompt, row, config.train.max_length)
+        tokens = tokenize_row(teacher_tokenizer, config.system_prompt, row, max_length)
         example["teacher_input_ids"], example["teacher_labels"] = tokens["input_ids"], tokens["labels"]
 
 

@@ -63,6 +63,7 @@ def read_pool(path: Path) -> list[dict[str, str]]:
         {"question": row["question"].strip(), "answer": row["answer"].strip()}
         for row in read_jsonl(path)
         if isinstance(row.get("question"), str) and isinstance(row.get("answer"), str) and row["question"].strip()
+        and not row.get("prompt")  # a RAFT copy's answer belongs to its excerpts, not to the bare question
     ]
     if not pairs:
         raise DomainKDError(f"few-shot pool {path} has no rows with a question and an answer string; add some.")

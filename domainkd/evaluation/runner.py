@@ -23,11 +23,14 @@ from tqdm.auto import tqdm
 
 from domainkd.config import RunConfig
 from domainkd.errors import DomainKDError
+from domainkd.evaluation.knowledge import coverage, recall_questions, split_by_coverage
+from domainkd.evaluation.metrics import fact_accuracy
 from domainkd.evaluation.registry import METRICS, MetricContext, aggregate, score_all
 from domainkd.evaluation.statistics import compare_systems, mean_ci
 from domainkd.evaluation.prompting import final_answer
 from domainkd.evaluation.systems import (
-    SYSTEMS, PromptResources, System, build_prompts, context_for, max_new_tokens, model_reference,
+    SYSTEMS, PromptResources, System, build_prompts, checked_answer, context_for, max_new_tokens, model_reference,
+    training_note,
 )
 from domainkd.io import read_jsonl, write_json, write_jsonl
 from domainkd.models import generate_texts, load_causal_lm, render_prompt
@@ -69,13 +72,17 @@ def evaluate(
         resources: chunks, retrievers, encoder and few-shot pool already loaded by the caller (None: load here).
     """
     paths = RunPaths(config.output_dir)
-    systems = systems if systems is not None else {name: SYSTEMS[name] for name in config.eval.systems}
+    if systems is None:
+        systems = {name: SYSTEMS[name].for_run(config) for name in config.eval.systems}
     questions = load_questions(config)
     resources = resources or PromptResources(config, paths)
     needs_chunks = any(system.strategy.retrieval != "none" for system in systems.values())
     chunks = resources.chunks if paths.chunks.is_file() or needs_chunks else []
     sources = [context_for(question, chunks) if question.get("source") and chunks else None for question in questions]
     judge = _judge(config, paths)
+    train_rows = read_jsonl(paths.train_set) if paths.train_set.is_file() else []
+    covered = coverage(questions, train_rows) if train_rows else None
+    recall_set = recall_questions(train_rows, config.eval.train_recall, config.train.seed) if train_rows else []
     per_example: dict[str, dict[str, list[float | None]]] = {}
     summaries: dict[str, Any] = {}
     for name, system in systems.items():
@@ -87,10 +94,12 @@ def evaluate(
         write_jsonl(paths.predictions(name, stage), rows)
         per_example[name] = scores
         summaries[name] = {
-            "description": system.description,
+            "description": system.description + training_note(system.strategy, paths),
             "scores": {metric: _summary(values, context.failures[metric], config) for metric, values in scores.items()},
             "cost": _cost(rows),
         }
+        if covered is not None and "fact_accuracy" in scores:
+            summaries[name]["knowledge"] = _knowledge(name, system, resources, stage, scores, covered, recall_set)
     significance = config.eval.significance
     metrics = {
         "questions": len(questions),
@@ -113,6 +122,20 @@ def evaluate(
     }
     write_json(paths.stage_metrics(stage), metrics)
     return metrics
+
+
+def _knowledge(
+    name: str, system: System, resources: PromptResources, stage: str, scores: dict[str, list[float | None]],
+    covered: list[bool | None], recall_set: list[dict],
+) -> dict[str, Any]:
+    """Fact accuracy on covered and not-covered questions; for closed-book students, recall of training questions."""
+    knowledge: dict[str, Any] = split_by_coverage(scores["fact_accuracy"], covered)
+    strategy = system.strategy
+    if recall_set and strategy.retrieval == "none" and strategy.model in ("student", "base_student") and not strategy.few_shot:
+        rows = _predictions(f"{name}-train_recall", system, resources, recall_set, stage)
+        values = [fact_accuracy(row["prediction"], example) for row, example in zip(rows, recall_set)]
+        knowledge["train_recall"] = {"mean": sum(values) / len(values), "n": len(values)}
+    return knowledge
 
 
 def _judge(config: RunConfig, paths: RunPaths) -> Callable | None:
@@ -175,7 +198,7 @@ def _predictions(name: str, system: System, resources: PromptResources, question
     if cached.is_file():
         rows = read_jsonl(cached)
         if len(rows) == len(questions) and all(row.get("fingerprint") == fingerprint for row in rows):
-            return rows
+            return _checked(rows, resources)
     answers = _answer(reference, prompts.conversations, questions, config, tokens, with_logliks, label=f"{stage}: {name}")
     rows = []
     for question, answer, retrieved in zip(questions, answers, prompts.retrieved):
@@ -190,6 +213,23 @@ def _predictions(name: str, system: System, resources: PromptResources, question
             **answer, "fingerprint": fingerprint,
         })
     write_jsonl(cached, rows)
+    return _checked(rows, resources)
+
+
+def _checked(rows: list[dict], resources: PromptResources) -> list[dict]:
+    """Rows whose answers from excerpts the excerpts do not back are refusals (``retrieval.answer_check``).
+
+    The generated answer is kept as ``unchecked`` when it was replaced, so changing the check needs no
+    new generation.
+    """
+    config = resources.config
+    by_id = {chunk.chunk_id: chunk for chunk in resources.chunks} if any(row.get("retrieved") for row in rows) else {}
+    for row in rows:
+        generated = row.pop("unchecked", row["prediction"])
+        excerpts = [by_id[chunk_id] for chunk_id in row.get("retrieved") or [] if chunk_id in by_id]
+        row["prediction"] = checked_answer(generated, excerpts, config.refusal_text, config.retrieval.answer_check)
+        if row["prediction"] != generated:
+            row["unchecked"] = generated
     return rows
 
 

@@ -31,6 +31,15 @@ class System:
 
     description: str
     strategy: StrategyConfig
+    retrieves: bool = False
+    """Reads the excerpts the run's configured retriever (``retrieval.method``) finds for the question."""
+
+    def for_run(self, config: RunConfig) -> System:
+        """This system with the run's retrieval method filled in where it retrieves."""
+        if not self.retrieves:
+            return self
+        strategy = self.strategy.model_copy(update={"retrieval": config.retrieval.method})
+        return System(self.description, strategy, retrieves=True)
 
 
 SYSTEMS: dict[str, System] = {
@@ -39,6 +48,15 @@ SYSTEMS: dict[str, System] = {
     "teacher_closed_book": System("the teacher without the documents", StrategyConfig(model="teacher")),
     "teacher_with_context": System(
         "the teacher reading the source section", StrategyConfig(model="teacher", retrieval="gold")
+    ),
+    "base_student_with_retrieval": System(
+        "the student before training, reading retrieved excerpts", StrategyConfig(model="base_student"), retrieves=True
+    ),
+    "student_with_retrieval": System(
+        "the student after training, reading retrieved excerpts", StrategyConfig(model="student"), retrieves=True
+    ),
+    "teacher_with_retrieval": System(
+        "the teacher reading retrieved excerpts", StrategyConfig(model="teacher"), retrieves=True
     ),
 }
 
@@ -49,6 +67,18 @@ def model_reference(strategy: StrategyConfig, config: RunConfig, paths: RunPaths
     """The model a strategy runs: the run's student (before or after training), its teacher, or any reference."""
     roles = {"base_student": config.student.model, "student": str(paths.model), "teacher": config.teacher.model}
     return roles.get(strategy.model, strategy.model)
+
+
+def training_note(strategy: StrategyConfig, paths: RunPaths) -> str:
+    """How the distilled student a strategy runs was trained, in words (empty for other models or untrained runs)."""
+    import json
+
+    if strategy.model != "student" or not paths.train_summary.is_file():
+        return ""
+    excerpts = json.loads(paths.train_summary.read_text(encoding="utf-8")).get("excerpt_examples", 0)
+    if excerpts:
+        return f" (trained with retrieved excerpts: {excerpts} RAFT examples)"
+    return " (trained closed-book, never shown excerpts)"
 
 
 def describe(strategy: StrategyConfig, config: RunConfig) -> str:
@@ -181,13 +211,34 @@ def _messages(
     return messages
 
 
+EXCERPT_INSTRUCTION = "\n\nAnswer the question in one sentence using only the excerpts above."
+"""Where the excerpts of :func:`excerpt_prompt` end and the instruction and question begin."""
+
+
 def excerpt_prompt(question: str, excerpts: Sequence[Chunk], refusal_text: str) -> str:
     """The user turn of a retrieval-augmented answer: numbered excerpts with their sources, then the question."""
     blocks = [f"[{number}] {chunk.document} - {chunk.title}\n{chunk.text.strip()}" for number, chunk in enumerate(excerpts, 1)]
     return (
-        "Document excerpts:\n" + "\n\n".join(blocks) + "\n\nAnswer the question in one sentence using only the "
-        f"excerpts above. If they do not answer it, reply exactly: {refusal_text}\n\nQuestion: {question}"
+        "Document excerpts:\n" + "\n\n".join(blocks) + EXCERPT_INSTRUCTION
+        + f" If they do not answer it, reply exactly: {refusal_text}\n\nQuestion: {question}"
     )
+
+
+def checked_answer(answer: str, excerpts: Sequence[Chunk], refusal_text: str, min_share: float | None) -> str:
+    """``answer``, or the refusal sentence when the excerpts it was given do not back it.
+
+    Small readers copy the question into a confident answer ("Yes, the Institute offers free flu
+    vaccinations") when the excerpts do not hold it. An answer naming a name or number the excerpts
+    lack, or whose content words are mostly not in them, is replaced (``retrieval.answer_check``);
+    refusals and ``min_share`` None pass unchanged.
+    """
+    from domainkd.data.grounding import answer_supported
+    from domainkd.evaluation.refusal import is_refusal
+
+    if min_share is None or not excerpts or is_refusal(answer):
+        return answer
+    source = "\n".join(f"{chunk.title}\n{chunk.text}" for chunk in excerpts)
+    return answer if answer_supported(answer, source, min_share) else refusal_text
 
 
 def source_prompt(question: str, source_text: str, refusal_text: str) -> str:

@@ -109,3 +109,19 @@ def save_first_layers(reference: str | Path, layers: int, directory: Path, trust
         tokenizer.save_pretrained(tmp)
         (tmp / "source.json").write_text(json.dumps(source), encoding="utf-8")
     return directory
+
+
+def native_on_cpu(dtype: torch.dtype) -> bool | None:
+    """Whether this CPU computes in ``dtype`` natively (bf16: AVX512-BF16 or AMX; fp16: AMX-FP16).
+
+    None when this torch cannot tell.
+    """
+    if dtype == torch.float32:
+        return True
+    names = {
+        torch.bfloat16: ("_is_avx512_bf16_supported", "_is_amx_tile_supported"),
+        torch.float16: ("_is_amx_fp16_supported",),
+    }
+    probes = [getattr(torch.cpu, name, None) for name in names[dtype]]
+    probes = [probe for probe in probes if probe is not None]
+    return any(probe() for probe in probes) if probes else None

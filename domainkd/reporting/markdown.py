@@ -87,7 +87,7 @@ def report(config: RunConfig, stage: str = "eval") -> str:
             *significance_lines(metrics),
             "",
         ]
-    parts += cost_table(metrics) + retrieval_table(metrics)
+    parts += knowledge_table(metrics) + cost_table(metrics) + retrieval_table(metrics)
     parts += [
         "## Metrics",
         "",
@@ -119,6 +119,32 @@ def winner_table(metrics: dict[str, Any]) -> list[str]:
             f"{', '.join(verdict.ties) or '–'} |"
         )
     return lines + ["", CLEAR_WIN_NOTE]
+
+
+def knowledge_table(metrics: dict[str, Any]) -> list[str]:
+    """Markdown section: fact accuracy on covered and not-covered questions, and train-question recall."""
+    rows = {system: entry["knowledge"] for system, entry in metrics["systems"].items() if entry.get("knowledge")}
+    if not rows:
+        return []
+
+    def cell(part: dict[str, Any] | None) -> str:
+        return "–" if not part or part.get("mean") is None else f"{_percent(part['mean'])} (n={part['n']})"
+
+    lines = [
+        "## Knowledge or memorised wording",
+        "",
+        "| system | fact accuracy, covered | fact accuracy, not covered | train-question recall |",
+        "|---|---:|---:|---:|",
+    ]
+    for system, part in rows.items():
+        lines.append(f"| {system} | {cell(part.get('covered'))} | {cell(part.get('not_covered'))} | {cell(part.get('train_recall'))} |")
+    return lines + [
+        "",
+        "Covered: every key fact of the held-out question is stated by some closed-book training answer from its "
+        "source document. Train-question recall: training questions asked in their training wording (closed-book "
+        "students only), scored on the specifics their training answer adds.",
+        "",
+    ]
 
 
 def cost_table(metrics: dict[str, Any]) -> list[str]:

@@ -7,13 +7,15 @@ lock; :mod:`domainkd.serving.server` does the HTTP side.
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from functools import partial
 from typing import Any, Protocol
 
 import torch
 from transformers import StoppingCriteria, StoppingCriteriaList
 
-from domainkd.evaluation.systems import excerpt_prompt
+from domainkd.evaluation.systems import checked_answer, excerpt_prompt
 from domainkd.models import render_prompt
 from domainkd.serving.protocol import APIError, ChatRequest, ROLES
 
@@ -33,6 +35,8 @@ class Retrieval:
     retriever: ChunkSearcher
     top_k: int
     refusal_text: str
+    answer_check: float | None = None
+    """The run's ``retrieval.answer_check``: an answer the excerpts do not back becomes ``refusal_text``."""
 
 
 @dataclass(frozen=True)
@@ -42,6 +46,9 @@ class Prompt:
     input_ids: list[int]
     sources: list[dict[str, Any]] | None
     """Retrieved excerpts (document, title, chunk_id, score), or None without retrieval."""
+    checked: Callable[[str], str] | None = None
+    """The answer as sent: the refusal sentence where the excerpts do not back it (None: no check). With a
+    check, a streamed answer is sent whole when it is finished."""
 
 
 @dataclass(frozen=True)
@@ -91,11 +98,14 @@ def build_prompt(tokenizer: Any, messages: list[dict[str, str]], retrieval: Retr
     Raises:
         APIError: 400 when the prompt alone fills the model's context.
     """
-    sources = None
+    sources, checked = None, None
     if retrieval is not None:
         question = messages[-1]["content"]
         hits = retrieval.retriever.search([question], retrieval.top_k)[0]
-        messages = [*messages[:-1], {"role": "user", "content": excerpt_prompt(question, [hit.chunk for hit in hits], retrieval.refusal_text)}]
+        excerpts = [hit.chunk for hit in hits]
+        messages = [*messages[:-1], {"role": "user", "content": excerpt_prompt(question, excerpts, retrieval.refusal_text)}]
+        if retrieval.answer_check is not None:
+            checked = partial(checked_answer, excerpts=excerpts, refusal_text=retrieval.refusal_text, min_share=retrieval.answer_check)
         sources = [
             {"document": hit.chunk.document, "title": hit.chunk.title, "chunk_id": hit.chunk.chunk_id, "score": float(hit.score)}
             for hit in hits
@@ -106,7 +116,7 @@ def build_prompt(tokenizer: Any, messages: list[dict[str, str]], retrieval: Retr
             400, f"the prompt has {len(input_ids)} tokens, which fills the model's context of {context_tokens}; "
             "send shorter messages.", param="messages", code="context_length_exceeded",
         )
-    return Prompt(input_ids=input_ids, sources=sources)
+    return Prompt(input_ids=input_ids, sources=sources, checked=checked)
 
 
 @torch.inference_mode()
@@ -138,7 +148,10 @@ def generate(
         streamer=streamer,
         **decoding,
     )  # (1, T + new)
-    return finish(tokenizer, output_ids[0, input_ids.shape[1] :].tolist(), sampling, end_token_ids(model, tokenizer))
+    generated = finish(tokenizer, output_ids[0, input_ids.shape[1] :].tolist(), sampling, end_token_ids(model, tokenizer))
+    if prompt.checked is not None:
+        generated = replace(generated, text=prompt.checked(generated.text))
+    return generated
 
 
 def finish(tokenizer: Any, new_ids: list[int], sampling: Sampling, end_ids: set[int]) -> Generated:

@@ -87,7 +87,10 @@ def open_retrieval(config: RunConfig, paths: RunPaths, method: str, top_k: int |
         index_dir=paths.retrieval_index, chunks=load_chunks(paths), method=method,
         encoder=settings.encoder, rrf_k=settings.rrf_k, candidates=settings.candidates,
     )
-    return Retrieval(retriever=retriever, top_k=top_k or settings.top_k, refusal_text=config.refusal_text)
+    return Retrieval(
+        retriever=retriever, top_k=top_k or settings.top_k, refusal_text=config.refusal_text,
+        answer_check=settings.answer_check,
+    )
 
 
 def serve(

@@ -251,7 +251,7 @@ async def _stream(state: _State, chat: ChatRequest, prompt: Prompt, ticket: Tick
         while (piece := await asyncio.to_thread(next, streamer, None)) is not None:
             received += piece
             ready = streamable_prefix(received, sampling.stops)
-            if len(ready) > len(sent):
+            if len(ready) > len(sent) and prompt.checked is None:  # a checked answer goes out whole, once checked
                 yield _event(chunk_object(completion_id, name, created, {"content": ready[len(sent) :]}))
                 sent = ready
         try:

@@ -9,7 +9,7 @@ from typing import Any
 import torch
 
 from domainkd.config import TeacherConfig
-from domainkd.models import generate_stream, load_causal_lm, render_prompt
+from domainkd.models import generate_stream, load_causal_lm, native_on_cpu, render_prompt
 from domainkd.teachers.base import Messages, Reply, generation_settings, register_teacher
 
 logger = logging.getLogger(__name__)
@@ -25,24 +25,8 @@ def teacher_dtype(name: str) -> torch.dtype:
     if name == "auto" and torch.cuda.is_available():
         return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
     if name == "auto":
-        return torch.bfloat16 if _native_on_cpu(torch.bfloat16) else torch.float32
+        return torch.bfloat16 if native_on_cpu(torch.bfloat16) else torch.float32
     return {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[name]
-
-
-def _native_on_cpu(dtype: torch.dtype) -> bool | None:
-    """Whether this CPU computes in ``dtype`` natively (bf16: AVX512-BF16 or AMX; fp16: AMX-FP16).
-
-    None when this torch cannot tell.
-    """
-    if dtype == torch.float32:
-        return True
-    names = {
-        torch.bfloat16: ("_is_avx512_bf16_supported", "_is_amx_tile_supported"),
-        torch.float16: ("_is_amx_fp16_supported",),
-    }
-    probes = [getattr(torch.cpu, name, None) for name in names[dtype]]
-    probes = [probe for probe in probes if probe is not None]
-    return any(probe() for probe in probes) if probes else None
 
 
 @register_teacher("hf")
@@ -70,7 +54,7 @@ class HFTeacher:
     def load(self) -> None:
         """Load the model and tokenizer once."""
         if self._model is None:
-            if not torch.cuda.is_available() and _native_on_cpu(self.dtype) is False:
+            if not torch.cuda.is_available() and native_on_cpu(self.dtype) is False:
                 logger.warning("this CPU has no native %s arithmetic, so the teacher runs slower than in float32 "
                                "here; set teacher.dtype: float32", self.config.dtype)  # fmt: skip
             self._model, self._tokenizer = load_causal_lm(

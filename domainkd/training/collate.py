@@ -43,10 +43,29 @@ def tokenize_text(tokenizer: PreTrainedTokenizerBase, text: str, max_length: int
 
 
 def tokenize_row(tokenizer: PreTrainedTokenizerBase, system_prompt: str | None, row: dict[str, Any], max_length: int) -> dict[str, list[int]]:
-    """A training-set row: a (question, answer) exchange, or a plain ``text`` passage (knowledge injection)."""
+    """A training-set row: a (question, answer) exchange, or a plain ``text`` passage (knowledge injection).
+
+    A row with a ``prompt`` (a RAFT copy: excerpts, instructions and the question) is asked with that
+    user turn instead of the bare question.
+    """
     if row.get("question") is None and row.get("text"):
         return tokenize_text(tokenizer, row["text"], max_length)
-    return tokenize_example(tokenizer, system_prompt, row["question"], row["answer"], max_length)
+    return tokenize_example(tokenizer, system_prompt, row.get("prompt") or row["question"], row["answer"], max_length)
+
+
+def excerpt_tokens(tokenizer: PreTrainedTokenizerBase, system_prompt: str | None, row: dict[str, Any]) -> int:
+    """Tokens from the start of a RAFT row up to the end of its excerpts (0 for other rows).
+
+    They may run forward without gradient (``train.detach_excerpts``); one token short of the
+    boundary, since text tokenised alone can end in a token the whole prompt splits otherwise.
+    """
+    from domainkd.evaluation.systems import EXCERPT_INSTRUCTION
+
+    if not row.get("prompt") or EXCERPT_INSTRUCTION not in row["prompt"]:
+        return 0
+    rendered = render_prompt(tokenizer, chat_messages(system_prompt, row["prompt"]))
+    head = rendered[: rendered.rindex(EXCERPT_INSTRUCTION)]
+    return max(0, len(tokenizer(head, add_special_tokens=False)["input_ids"]) - 1)
 
 
 def response_ids(labels: list[int]) -> list[int]:
@@ -74,4 +93,7 @@ class PadCollator:
             input_ids[row, :n] = torch.tensor(feature["input_ids"])
             labels[row, :n] = torch.tensor(feature["labels"])
             attention_mask[row, :n] = 1
-        return {"input_ids": input_ids, "labels": labels, "attention_mask": attention_mask}
+        batch = {"input_ids": input_ids, "labels": labels, "attention_mask": attention_mask}
+        if all("frozen_tokens" in feature for feature in features):  # (B,): leading tokens without gradient
+            batch["frozen_tokens"] = torch.tensor([feature["frozen_tokens"] for feature in features])
+        return batch

@@ -30,11 +30,12 @@ from domainkd.distill.prepare import objective_summary, prepare_distillation
 from domainkd.distill.trainer import KDCollator, KDTrainer, detach_projectors
 from domainkd.errors import DomainKDError
 from domainkd.io import atomic_dir, read_jsonl, write_json
-from domainkd.models import load_causal_lm
+from domainkd.models import load_causal_lm, native_on_cpu
 from domainkd.models.cache import sha256_of
 from domainkd.paths import RunPaths
-from domainkd.training.collate import PadCollator, tokenize_row
+from domainkd.training.collate import PadCollator, excerpt_tokens, tokenize_row
 from domainkd.training.logits import ResponseTrainer, response_logits
+from domainkd.training.schedule import row_kind, training_order
 
 
 class SFTTrainer(ResponseTrainer):
@@ -54,7 +55,8 @@ class SFTTrainer(ResponseTrainer):
     ) -> torch.Tensor | tuple[torch.Tensor, Any]:
         labels = inputs["labels"][:, 1:]  # (B, T-1): the token each position predicts
         response = labels != IGNORE_INDEX
-        logits, _ = response_logits(model, self.accelerator.unwrap_model(model), inputs, response)  # (N, V)
+        frozen = int(inputs["frozen_tokens"].min()) if "frozen_tokens" in inputs else 0  # RAFT excerpts, every row
+        logits, _ = response_logits(model, self.accelerator.unwrap_model(model), inputs, response, frozen=frozen)  # (N, V)
         total = torch.nn.functional.cross_entropy(logits.float(), labels[response], reduction="sum")
         loss = total / (num_items_in_batch if num_items_in_batch is not None else response.sum().clamp(min=1))
         loss = self.across_processes(loss, num_items_in_batch)
@@ -88,13 +90,15 @@ def train(config: RunConfig) -> dict[str, Any]:
     else:
         collator = KDCollator(tokenizer.pad_token_id, distillation.teacher_pad_token_id)
         trainer_class, kd_arguments = KDTrainer, distillation.trainer_kwargs
+    order = training_order([row_kind(row) for row in rows], [len(e["input_ids"]) for e in examples], config.train)
     trainer = trainer_class(
         model=model,
-        args=_training_arguments(config.train, paths.checkpoints, len(examples)),
+        args=_training_arguments(config.train, paths.checkpoints, len(order), processes.num_processes),
         train_dataset=Dataset.from_list(examples),
         data_collator=collator,
         **kd_arguments,
     )
+    trainer.training_order = order
     previous = None  # the summary of the run that wrote the checkpoint (same inputs: other inputs' runs were removed)
     if checkpoint and paths.train_summary.is_file():
         previous = json.loads(paths.train_summary.read_text(encoding="utf-8"))
@@ -104,6 +108,7 @@ def train(config: RunConfig) -> dict[str, Any]:
         "method": config.train.method,
         **objective_summary(config),
         "examples": len(examples),
+        "excerpt_examples": sum(bool(row.get("prompt")) for row in rows),
         "epochs": config.train.epochs,
         "steps": result.global_step,
         "train_loss": round(result.training_loss, 4),
@@ -124,10 +129,19 @@ def _examples(rows: list[dict[str, Any]], tokenizer: Any, config: RunConfig) -> 
     if not rows:
         raise DomainKDError("the training set is empty; rerun `domainkd teach` and check teach/rejected.jsonl.")
     prompt, max_length = config.system_prompt, config.train.max_length
-    return [
-        {**tokenize_row(tokenizer, prompt, row, max_length), "index": index}
-        for index, row in enumerate(rows)
-    ]
+    examples, longest, cut = [], 0, 0
+    for index, row in enumerate(rows):
+        tokens = tokenize_row(tokenizer, prompt, row, 1 << 30)
+        longest, cut = max(longest, len(tokens["input_ids"])), cut + (len(tokens["input_ids"]) > max_length)
+        examples.append({name: ids[:max_length] for name, ids in tokens.items()} | {"index": index})
+        if config.train.detach_excerpts:
+            examples[-1]["frozen_tokens"] = min(excerpt_tokens(tokenizer, prompt, row), max_length - 1)
+    if cut:
+        print(
+            f"warning: {cut} of {len(rows)} training examples are longer than train.max_length ({max_length} tokens) "
+            f"and lose the end of their answer; the longest needs {longest} (raise train.max_length)", flush=True,
+        )
+    return examples
 
 
 def _with_lora(model: Any, train_config: TrainConfig) -> Any:
@@ -143,13 +157,14 @@ def _with_lora(model: Any, train_config: TrainConfig) -> Any:
     return get_peft_model(model, lora)
 
 
-def _training_arguments(train_config: TrainConfig, output_dir: Path, examples: int) -> TrainingArguments:
-    steps_per_epoch = -(-examples // (train_config.batch_size * train_config.gradient_accumulation_steps))
-    total_steps = max(1, int(steps_per_epoch * train_config.epochs))
+def _training_arguments(train_config: TrainConfig, output_dir: Path, samples: int, processes: int = 1) -> TrainingArguments:
+    """The Trainer's arguments for one pass over ``samples`` rows of the training order (all epochs in it)."""
+    batch = train_config.batch_size * train_config.gradient_accumulation_steps * processes
+    total_steps = max(1, -(-samples // batch))
     on_gpu = torch.cuda.is_available()
     return TrainingArguments(
         output_dir=str(output_dir),
-        num_train_epochs=train_config.epochs,
+        num_train_epochs=1,  # the training order holds every epoch (domainkd.training.schedule)
         learning_rate=train_config.learning_rate,
         per_device_train_batch_size=train_config.batch_size,
         gradient_accumulation_steps=train_config.gradient_accumulation_steps,
@@ -159,15 +174,23 @@ def _training_arguments(train_config: TrainConfig, output_dir: Path, examples: i
         logging_steps=max(1, min(10, total_steps // 10)),
         save_steps=train_config.save_steps,
         save_total_limit=2,
-        bf16=train_config.bf16 and on_gpu,
+        bf16=mixed_precision(train_config),
         use_cpu=not on_gpu,
         optim="adamw_torch",
         seed=train_config.seed,
         report_to="none",
         dataloader_num_workers=0,
         remove_unused_columns=False,
-        train_sampling_strategy="group_by_length",  # batches of similar length: less padding, and full FT cost is per token
     )
+
+
+def mixed_precision(train_config: TrainConfig) -> bool:
+    """Whether to train under bfloat16 autocast (``train.bf16``, with ``auto`` resolved for this machine)."""
+    if train_config.bf16 != "auto":
+        return bool(train_config.bf16)
+    if torch.cuda.is_available():
+        return torch.cuda.is_bf16_supported()
+    return bool(native_on_cpu(torch.bfloat16))
 
 
 def _resumable_checkpoint(config: RunConfig, paths: RunPaths) -> str | None:
@@ -181,6 +204,7 @@ def _resumable_checkpoint(config: RunConfig, paths: RunPaths) -> str | None:
         "student": config.student.model,
         "system_prompt": config.system_prompt,  # part of every tokenised example
         "train": config.train.model_dump(mode="json"),
+        "mixed_precision": mixed_precision(config.train),  # `auto` differs between machines
     }
     if config.train.kd and config.train.kd.teacher is None:  # the KD teacher defaults to the run's teacher
         fingerprint["kd_teacher"] = config.teacher.model

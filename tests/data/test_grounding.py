@@ -52,3 +52,15 @@ def test_paraphrase_checks():
 def test_possessives_match_the_name():
     assert grounding.check_question("What is Ilse Varga's role?", SOURCE) is None
     assert grounding.words("Varga’s desk") == ["varga", "desk"]
+
+
+def test_an_answer_is_supported_by_names_numbers_and_most_words_of_its_source():
+    from domainkd.data.grounding import answer_supported
+
+    source = "Annual Leave\nFull-time staff receive 27 days of annual leave per leave year, plus regional holidays."
+    assert answer_supported("Full-time staff get 27 days of holiday per year.", source, 0.5)  # "holiday" ~ holidays
+    assert not answer_supported("Full-time staff get 30 days of leave.", source, 0.5)  # a number the source lacks
+    assert not answer_supported("Yes, the Institute offers free flu vaccinations to its staff.", source, 0.5)
+    assert answer_supported("Staff get 27 days of leave and free flu jabs.", source, 0.5)  # 4 of 7 words
+    assert not answer_supported("Staff get 27 days of leave and free flu jabs.", source, 0.6)
+    assert answer_supported("Yes.", source, 0.9)  # nothing to check

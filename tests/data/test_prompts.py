@@ -1,4 +1,4 @@
-from domainkd.data import prompts
+from domainkd.data import grounding, prompts
 
 
 def test_parse_qa_two_lines():
@@ -33,5 +33,8 @@ def test_every_question_style_example_is_a_valid_pair():
     for style, example in prompts.QA_STYLES.items():
         question, answer = prompts.parse_qa(example)
         assert question.endswith("?"), style
-        assert "10:15" in answer and "14:40" in answer and "10:15" in fact, style
+        reverse = style in prompts.REVERSE_STYLES
+        assert grounding.check_answer(question, answer, fact, fact, reverse=reverse) is None, style  # passes its own check
+        assert grounding.check_question(question, fact + " Veil. Apiary. 15:00.") is None, style
         assert prompts.qa_conversation("t", "f", style)[2]["content"] == example
+    assert len(prompts.QA_STYLES) == 8

@@ -212,3 +212,51 @@ def test_refusal_plan_counts_unanswerable_requests_and_checks():
 def test_refusal_params_reject_unknown_keys():
     with pytest.raises(ValueError, match=r"^strategy 'refusal' has no parameter 'unanswerable'$"):
         validate_strategy_params("refusal", {"unanswerable": 2})
+
+
+def test_reverse_styles_answer_with_a_word_of_the_fact_and_fact_answers_add_the_sentence():
+    fact = "Staff get 27 days of leave per year."
+    by_style = {
+        prompts.QA_STYLES["quiz"]: "Question: How many days of leave do staff get per year?\nAnswer: Staff get 27 days of leave per year.",
+        prompts.QA_STYLES["casual"]: "Question: What do I get 27 days of per year?\nAnswer: You get 27 days per year.",
+        prompts.QA_STYLES["check"]: "Question: Is there a leave allowance for staff?\nAnswer: Yes, staff get leave.",
+        prompts.QA_STYLES["reverse"]: "Question: Who gets 27 days of leave per year?\nAnswer: Staff do.",
+    }
+
+    def reply(conversation):
+        if "27 days" not in conversation[-1]["content"]:
+            return "Question: Who?\nAnswer: Nobody."
+        return by_style[conversation[2]["content"]]
+
+    ask, _ = fake_teacher(reply)
+    params = strategy_params("context_qa", {"questions_per_fact": 4, "fact_answers": True})
+    output = STRATEGIES["context_qa"].build(context([CHUNK], ask, "x"), params)
+    kept = [(e["variant"], e["answer"]) for e in output.examples]
+    assert ("reverse", "Staff do.") in kept  # adds "staff", though every specific is in its question
+    assert ("reverse+fact", fact) in kept
+    assert ("quiz+fact", fact) not in kept  # the answer already is the sentence
+    reasons = {row["reason"] for row in output.rejected}
+    assert "answer adds none of the fact's specifics" in reasons  # casual: echoes the question's 27
+    assert "answer adds none of the fact's specifics" in reasons  # check: no specific at all
+    plan = STRATEGIES["context_qa"].plan(Sources([CHUNK]), params)
+    assert plan.examples == 2 * plan.teacher_calls
+
+
+def test_dedupe_keeps_a_second_wording_of_one_fact_and_drops_a_question_about_another():
+    from domainkd.data.build import _deduplicate
+
+    first = {"question": "How long is it?", "answer": "27 days.", "fact": "Leave is 27 days."}
+    rows = [
+        first,
+        {**first, "answer": "Leave is 27 days."},  # the same fact, another wording: kept
+        {**first, "answer": "27 days."},  # the same exchange again
+        {**first, "answer": "5 months.", "fact": "Probation is 5 months."},  # another fact: contradicts the first
+        {"question": "What is the capital of Peru?", "answer": "I don't know."},
+        {"question": None, "text": "A passage."},
+        {"question": None, "text": "A passage."},
+    ]
+    kept, dropped = _deduplicate(rows, held_out={"what is the capital of peru"})
+    assert kept == rows[:2] + [rows[5]]
+    assert [row["reason"] for row in dropped] == [
+        "duplicate question", "duplicate question", "same as an evaluation question (contamination)", "duplicate passage",
+    ]

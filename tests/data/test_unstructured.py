@@ -101,7 +101,7 @@ def test_unstructured_plan_and_cap():
 def test_unstructured_params_reject_unknown_keys_and_no_variant():
     with pytest.raises(ValueError, match=r"^strategy 'unstructured' has no parameter 'lines'$"):
         validate_strategy_params("unstructured", {"lines": 5})
-    with pytest.raises(ValueError, match="turn on raw, rewrite or both"):
+    with pytest.raises(ValueError, match="turn on raw, rewrite, permutations or fact_frames"):
         validate_strategy_params("unstructured", {"raw": False})
 
 
@@ -109,3 +109,29 @@ def test_the_one_shot_rewrite_passes_the_check_it_teaches():
     conversation = prompts.passage_rewrite_conversation("p")
     assert conversation[-1] == {"role": "user", "content": "p"}
     assert check_rewrite(conversation[2]["content"], conversation[1]["content"]) is None
+
+
+def test_permuted_copies_reorder_sentences_and_keep_every_one():
+    from domainkd.data.unstructured import permuted
+
+    passage = f"{RAIL}\n{CLAIM}"
+    copies = permuted(passage, 3)
+    sentences = ["Book trains through Railco.", "The mileage rate is 0.30 EUR per km.", CLAIM]
+    assert len(copies) == 3 and len(set(copies)) == 3
+    for copy in copies:
+        assert sorted(s for s in sentences if s in copy) == sorted(sentences)
+        assert copy != " ".join(sentences)  # never the original order
+    assert permuted(passage, 3) == copies  # the same copies on every run
+    assert permuted(LEAVE, 2) == []  # one sentence: nothing to reorder
+
+
+def test_fact_frames_restate_each_fact_once_per_frame_without_the_teacher():
+    params = strategy_params("unstructured", {"raw": False, "fact_frames": 2})
+    output = STRATEGIES["unstructured"].build(StrategyContext(Sources(CHUNKS), None, "x"), params)
+    frames = [example for example in output.examples if example["variant"] == "fact_frame"]
+    facts = [example["fact"] for example in frames]
+    assert facts.count(CLAIM) == 2  # in two overlapping chunks, restated once per frame
+    assert "Travel: " + CLAIM in [example["text"] for example in frames]
+    assert 'From the section "Leave": ' + LEAVE in [example["text"] for example in frames]
+    plan = STRATEGIES["unstructured"].plan(Sources(CHUNKS), params)
+    assert plan.teacher_calls == 0 and plan.examples == len(frames)

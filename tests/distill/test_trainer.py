@@ -290,3 +290,54 @@ def test_vanilla_kd_from_a_teacher_with_another_tokenizer_stops_before_training(
     with pytest.raises(DomainKDError, match="use one of dskd, uld, mined"):
         train(tiny_config)
     assert not RunPaths(tiny_config.output_dir).checkpoints.exists()
+
+
+def test_context_distillation_records_the_teacher_reading_each_source(tiny_config, tiny_teacher):
+    from domainkd.data.build import load_chunks
+    from domainkd.distill.logits_store import TopKStore, _teacher_topk_batch
+    from domainkd.evaluation.systems import excerpt_prompt
+    from domainkd.io import read_jsonl
+    from domainkd.training.collate import tokenize_row
+
+    from domainkd import prepare_data
+    from domainkd.io import write_jsonl
+
+    prepare_data(tiny_config)
+    paths = RunPaths(tiny_config.output_dir)
+    sources = load_chunks(paths)
+    write_jsonl(paths.train_set, [
+        {"strategy": "context_qa", "question": "How much leave?", "answer": "27 days.", "chunk_id": sources[0].chunk_id},
+        {"strategy": "context_qa", "question": "When does it open?", "answer": "At 06:40.", "chunk_id": sources[1].chunk_id},
+        {"strategy": "refusal", "question": "What is the capital of Peru?", "answer": tiny_config.refusal_text},
+    ])
+    tiny_config.train.kd = KDConfig(teacher=str(tiny_teacher), top_k=16, tail_samples=0)
+    train(tiny_config)
+    plain = TopKStore(paths.teacher_topk)
+    plain_rows = [plain[index] for index in range(len(plain))]
+    tiny_config.train.kd = KDConfig(teacher=str(tiny_teacher), top_k=16, tail_samples=0, teacher_context="source")
+    summary = train(tiny_config)  # another fingerprint: recorded afresh
+    store = TopKStore(paths.teacher_topk)
+    assert summary["kd"]["teacher_context"] == "source" and len(store) == len(plain_rows)
+
+    rows = read_jsonl(paths.train_set)
+    chunks = {chunk.chunk_id: chunk for chunk in load_chunks(paths)}
+    teacher, tokenizer = load_causal_lm(tiny_teacher)
+    teacher.eval()
+    checked = 0
+    for index, row in enumerate(rows):
+        if not row.get("chunk_id") or not row.get("question"):
+            assert torch.equal(store[index][0], plain_rows[index][0])  # read as it is
+            continue
+        reading = {**row, "prompt": excerpt_prompt(row["question"], [chunks[row["chunk_id"]]], tiny_config.refusal_text)}
+        tokens = tokenize_row(tokenizer, tiny_config.system_prompt, reading, 1 << 30)
+        ids, logprobs, _ = _teacher_topk_batch(teacher, [tokens], 16)[0]
+        assert torch.equal(store[index][0], ids)
+        torch.testing.assert_close(store[index][1], logprobs, atol=2e-3, rtol=0)  # stored as float16
+        assert not torch.equal(store[index][1], plain_rows[index][1])  # the source changed what the teacher says
+        checked += 1
+    assert checked >= 2
+
+
+def test_context_distillation_needs_the_offline_store():
+    with pytest.raises(ValueError, match="teacher_context needs teacher_logits: offline"):
+        KDConfig(teacher_context="source", teacher_logits="online")

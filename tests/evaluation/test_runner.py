@@ -60,3 +60,33 @@ def test_multiple_choice_questions_get_option_logliks(tiny_config, tmp_path):
     loglik = metrics["systems"]["base_student"]["scores"]["mcq_loglik_accuracy"]
     assert loglik["n"] == 3 and loglik["mean"] in (0.0, 1 / 3, 2 / 3, 1.0)
     assert metrics["categories"]["mcq_generated_accuracy"]["base_student"].keys() == {"Security"}
+
+
+def test_answers_from_excerpts_are_checked_and_a_new_check_needs_no_new_generation(tiny_config, monkeypatch):
+    import domainkd.evaluation.runner as runner
+
+    prepare_data(tiny_config)
+    tiny_config.eval.systems = ["base_student_with_retrieval"]
+    tiny_config.eval.metrics = ["fact_accuracy", "refusal_rate"]
+    answers = {"How much holiday do full-timers get?": "Full-time staff receive 27 days.",
+               "Who hands out parking permits?": "Permits come from Maria Lopez.",  # a name no excerpt holds
+               "What is the capital of Peru?": "Lima is the capital of Peru."}
+    generated = []
+
+    def fake_answer(reference, conversations, questions, config, max_new_tokens, with_logliks, label):
+        generated.append(label)
+        return [{"prediction": answers[q["question"]], "seconds": 0.1, "answer_tokens": 5, "prompt_tokens": 50} for q in questions]
+
+    monkeypatch.setattr(runner, "_answer", fake_answer)
+    metrics = evaluate(tiny_config)
+    rows = {row["id"]: row for row in read_jsonl(RunPaths(tiny_config.output_dir).predictions("base_student_with_retrieval"))}
+    assert rows["q1"]["prediction"] == "Full-time staff receive 27 days." and "unchecked" not in rows["q1"]
+    assert rows["q2"]["prediction"] == tiny_config.refusal_text
+    assert rows["q2"]["unchecked"] == "Permits come from Maria Lopez."
+    assert rows["o1"]["prediction"] == tiny_config.refusal_text  # the excerpts say nothing of Lima
+    assert metrics["systems"]["base_student_with_retrieval"]["scores"]["refusal_rate"]["mean"] == 1.0
+    tiny_config.retrieval.answer_check = None
+    evaluate(tiny_config)
+    rows = {row["id"]: row for row in read_jsonl(RunPaths(tiny_config.output_dir).predictions("base_student_with_retrieval"))}
+    assert rows["q2"]["prediction"] == "Permits come from Maria Lopez." and "unchecked" not in rows["q2"]
+    assert len(generated) == 1  # the second evaluation reused the generated answers

@@ -10,6 +10,7 @@ import pytest
 from domainkd.config import StrategyConfig, config_from_dict
 from domainkd.data.build import load_chunks, prepare_data
 from domainkd.errors import DomainKDError
+from domainkd.sources import Chunk
 from domainkd.evaluation.prompting import COT_INSTRUCTION
 from domainkd.evaluation.runner import load_questions
 from domainkd.evaluation.systems import (
@@ -121,3 +122,14 @@ def test_bad_strategies_are_one_sentence_config_errors(strategy: dict, message: 
 def test_strategy_names_must_be_file_safe() -> None:
     with pytest.raises(DomainKDError, match="names files"):
         config_from_dict({"compare": {"strategies": {"../escape": {}}}})
+
+
+def test_checked_answers_become_the_refusal_when_the_excerpts_do_not_back_them():
+    from domainkd.evaluation.systems import checked_answer
+
+    excerpts = [Chunk("leave.md#0", "leave.md", "Annual Leave", "Staff get 27 days of leave.", 0, 27, 8)]
+    assert checked_answer("Staff get 27 days.", excerpts, "No idea.", 0.5) == "Staff get 27 days."
+    assert checked_answer("Staff get 30 days.", excerpts, "No idea.", 0.5) == "No idea."
+    assert checked_answer("Staff get 30 days.", excerpts, "No idea.", None) == "Staff get 30 days."  # check off
+    assert checked_answer("Staff get 30 days.", [], "No idea.", 0.5) == "Staff get 30 days."  # closed-book
+    assert checked_answer("I don't know.", excerpts, "No idea.", 0.5) == "I don't know."

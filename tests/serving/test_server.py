@@ -451,3 +451,36 @@ def test_bm25_retrieval_over_the_run_chunks_grounds_the_answer(tiny_config, tiny
     messages = [{"role": "system", "content": tiny_config.system_prompt}, {"role": "user", "content": user_turns[0]}]
     assert response.usage.prompt_tokens == len(tokenizer(render_prompt(tokenizer, messages), add_special_tokens=False)["input_ids"])
     assert (paths.retrieval_index / "manifest.json").is_file(), "the index was built in the run's retrieval/ folder"
+
+
+class FixedAnswerModel(GatedModel):
+    """The model, but every generation is ``answer`` (fed to a streamer as generate would)."""
+
+    def __init__(self, model, tokenizer, answer):
+        super().__init__(model)
+        self.gate.set()
+        self.answer_ids = torch.tensor([tokenizer(answer, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]])
+
+    def generate(self, input_ids, streamer=None, **kwargs):
+        if streamer is not None:
+            streamer.put(input_ids)
+            for token in self.answer_ids[0]:
+                streamer.put(token.view(1, 1))
+            streamer.end()
+        return torch.cat([input_ids, self.answer_ids], dim=1)
+
+
+@pytest.mark.parametrize("answer, sent", [
+    ("Permits cost 85 euros a year.", "Permits cost 85 euros a year."),
+    ("Permits cost 90 euros a year.", "I don't know."),  # a number the excerpt does not hold
+])
+def test_answers_the_excerpts_do_not_back_are_refused_streamed_or_not(student, answer, sent):
+    model, tokenizer = student
+    retrieval = Retrieval(FakeRetriever(), top_k=1, refusal_text="I don't know.", answer_check=0.5)
+    with serving(_app(FixedAnswerModel(model, tokenizer, answer), tokenizer, retrieval=retrieval)) as url:
+        client = openai.OpenAI(base_url=url, api_key="unused", max_retries=0)
+        response = ask(client, max_tokens=32)
+        pieces = [chunk.choices[0].delta.content for chunk in ask(client, max_tokens=32, stream=True) if chunk.choices]
+    assert response.choices[0].message.content == sent
+    assert "".join(piece for piece in pieces if piece) == sent
+    assert sent in pieces  # checked first, then sent whole

@@ -67,3 +67,27 @@ def test_sft_trainer_loss_is_the_models_own(tmp_path, batch_and_model):
         tokens = int((batch["labels"][:, 1:] != -100).sum())
         summed = trainer.compute_loss(model, batch, num_items_in_batch=2 * tokens)
     torch.testing.assert_close(summed, expected / 2, atol=1e-5, rtol=0)
+
+
+def test_a_frozen_prefix_gives_the_same_logits_and_no_gradient_from_its_positions(batch_and_model):
+    batch, model = batch_and_model
+    response = batch["labels"][:, 1:] != -100
+    frozen = int(response.float().argmax(1).min())  # every row's prompt is at least this long
+    assert frozen > 4
+    embedded = []  # (rows, positions) embedded per call, and whether autograd tracks them
+    handle = model.get_input_embeddings().register_forward_hook(
+        lambda module, args, output: embedded.append((tuple(output.shape[:2]), output.requires_grad))
+    )
+    try:
+        full, _ = response_logits(model, model, batch, response)
+        split, _ = response_logits(model, model, batch, response, frozen=frozen)
+    finally:
+        handle.remove()
+    torch.testing.assert_close(split, full, atol=1e-5, rtol=0)
+    rows, length = batch["input_ids"].shape
+    assert embedded == [((rows, length), True), ((rows, frozen), False), ((rows, length - frozen), True)]
+    split.logsumexp(-1).sum().backward()  # the answer positions still train every weight through the cache
+    assert all(parameter.grad is not None for parameter in model.parameters())
+    model.zero_grad()
+    with pytest.raises(ValueError, match="freeze fewer"):
+        response_logits(model, model, batch, response, frozen=frozen + 20)

@@ -1,0 +1,243 @@
+"""Does the specialist know the domain? Every recipe and each lever alone, on reworded held-out questions.
+
+Each row is a ``domainkd run`` of the handbook (or ``--corpus``) config with some settings
+overridden, in its own run folder under ``--workdir``; teacher answers are shared between rows
+through one answer store, so a prompt is never asked twice. A row reports the system it is
+about (closed-book or with retrieval): fact accuracy with its 95% bootstrap interval,
+out-of-scope refusal, false refusal, training time and training-set size. Rows:
+
+* references without training: the base student closed-book and reading retrieved excerpts
+  (RAG), and the teacher reading retrieved excerpts;
+* ``today``: the demo's recipe before this benchmark (6 facts per section, 2 question styles,
+  20 refusals, whole-section chunks, 5 epochs), closed-book and with retrieval;
+* one lever at a time added to ``today`` (an ablation), then every lever together (``best``);
+* the curve of fact accuracy against phrasings per fact (1, 2, 4, 8 question styles);
+* ``best`` on a second corpus (``examples/waterworks``), to check the recipe is not tuned to one.
+
+Finished rows are skipped on a rerun (their metrics are read back). Writes
+``bench/results/specialist_quality.json`` and prints one Markdown table.
+
+    python bench/specialist_quality.py --workdir /tmp/specialist            # every row (hours on 2 CPU cores)
+    python bench/specialist_quality.py --rows base rag best --seeds 0 1    # some rows, two seeds
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import shutil
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from domainkd import load_config
+from domainkd.config import config_from_dict
+from domainkd.data.build import prepare_data, teach
+from domainkd.evaluation import evaluate
+from domainkd.paths import RunPaths
+from domainkd.training import train
+
+REPO = Path(__file__).resolve().parents[1]
+HANDBOOK = REPO / "examples" / "handbook" / "config.yaml"
+WATERWORKS = REPO / "examples" / "waterworks" / "config.yaml"
+
+TODAY: dict[str, Any] = {
+    "data": {
+        "chunk_tokens": 320, "chunk_overlap_tokens": 40, "raft": None,
+        "strategies": {
+            "context_qa": {"max_facts_per_chunk": 6, "questions_per_fact": 2},
+            "refusal": {"plausible": True, "general": True, "max_examples": 20},
+        },
+    },
+    "train": {"epochs": 5, "learning_rate": 1e-4, "max_length": 192, "schedule": "mixed", "excerpt_epochs": None,
+              "detach_excerpts": False},
+}
+"""The demo's recipe before issue 16 (its model and teacher settings as in the config read)."""
+
+
+@dataclass
+class Row:
+    """One line of the table: a run's settings and the system it reports."""
+
+    name: str
+    what: str
+    system: str
+    overrides: dict[str, Any] = field(default_factory=dict)
+    trains: bool = True
+    corpus: Path = HANDBOOK
+    group: str = ""  # rows sharing a group share one run (e.g. closed-book and with retrieval)
+
+
+def merge(*parts: dict[str, Any]) -> dict[str, Any]:
+    """Deep merge of override dicts, later ones winning."""
+    merged: dict[str, Any] = {}
+    for part in parts:
+        for key, value in part.items():
+            if isinstance(value, dict) and isinstance(merged.get(key), dict):
+                merged[key] = merge(merged[key], value)
+            else:
+                merged[key] = value
+    return merged
+
+
+def lever(**sections: Any) -> dict[str, Any]:
+    return merge(TODAY, sections)
+
+
+RAFT = {"data": {"chunk_tokens": 96, "chunk_overlap_tokens": 16, "raft": {"share": 1.0}},
+        "train": {"max_length": 512}}
+
+
+def rows() -> list[Row]:
+    """Every row, in table order."""
+    curve = [
+        Row(f"phrasings_{n}", f"all facts, {n} question {'style' if n == 1 else 'styles'} per fact", "student",
+            lever(data={"strategies": {"context_qa": {"max_facts_per_chunk": None, "questions_per_fact": n}}}))
+        for n in (1, 2, 4, 8)
+    ]
+    return [
+        Row("base", "SmolLM2-135M as it is", "base_student", trains=False, group="untrained"),
+        Row("rag", "base student reading 3 retrieved excerpts", "base_student_with_retrieval", trains=False, group="untrained"),
+        Row("rag_teacher", "Qwen2.5-Coder-0.5B reading 3 retrieved excerpts", "teacher_with_retrieval", trains=False, group="untrained"),
+        Row("today", "the previous demo recipe, closed-book", "student", TODAY, group="today"),
+        Row("today_hybrid", "the previous demo recipe, reading excerpts", "student_with_retrieval", TODAY, group="today"),
+        Row("all_facts", "today + every fact of every section", "student",
+            lever(data={"strategies": {"context_qa": {"max_facts_per_chunk": None}}})),
+        Row("fact_answers", "today + the source sentence as a second answer", "student",
+            lever(data={"strategies": {"context_qa": {"fact_answers": True}}})),
+        Row("frames_pit", "today + facts restated in 2 frames, permuted sections, QA first (PIT)", "student",
+            lever(data={"strategies": {"unstructured": {"raw": True, "permutations": 1, "fact_frames": 2}}},
+                  train={"schedule": "qa_first", "qa_first_epochs": 2})),
+        Row("raft", "today + RAFT (excerpt copies, 96-token chunks), reading excerpts", "student_with_retrieval",
+            lever(**RAFT)),
+        *curve,
+    ]
+
+
+def run_row(row: Row, workdir: Path, seed: int, answers: Path) -> dict[str, Any]:
+    """Train (unless the row needs none) and evaluate one row's run; reuse a finished one."""
+    group = row.group or row.name
+    run_dir = workdir / f"{group}-seed{seed}"
+    done = run_dir / "bench-row.json"
+    config = _config(row, run_dir, seed)
+    identity = json.dumps(config.model_dump(mode="json"), sort_keys=True)
+    if done.is_file() and json.loads(done.read_text())["identity"] == identity:
+        return _result(row, run_dir, json.loads(done.read_text()))
+    run_dir.mkdir(parents=True, exist_ok=True)
+    if answers.is_file() and not RunPaths(run_dir).answer_store.is_file():
+        shutil.copy(answers, RunPaths(run_dir).answer_store)
+    timings: dict[str, float] = {}
+    began = time.perf_counter()
+    prepare_data(config)
+    if row.trains:
+        teach(config)
+        shutil.copy(RunPaths(run_dir).answer_store, answers)  # every answer so far, for the next rows
+        timings["teach_s"] = round(time.perf_counter() - began, 1)
+        began = time.perf_counter()
+        train(config)
+        timings["train_s"] = round(time.perf_counter() - began, 1)
+    began = time.perf_counter()
+    evaluate(config)
+    timings["eval_s"] = round(time.perf_counter() - began, 1)
+    record = {"identity": identity, "timings": timings}
+    done.write_text(json.dumps(record), encoding="utf-8")
+    return _result(row, run_dir, record)
+
+
+def _config(row: Row, run_dir: Path, seed: int):
+    systems = sorted({other.system for other in rows() + extra_rows() if (other.group or other.name) == (row.group or row.name)})
+    base = load_config(row.corpus)
+    raw = merge(
+        base.model_dump(mode="json"), row.overrides,
+        {"run_dir": str(run_dir), "eval": {"systems": systems}, "train": {"seed": seed}},
+    )
+    if raw["data"].get("raft"):
+        raw["data"]["raft"]["seed"] = seed
+    return config_from_dict(raw, source=f"bench row {row.name}")
+
+
+def _result(row: Row, run_dir: Path, record: dict[str, Any]) -> dict[str, Any]:
+    paths = RunPaths(run_dir)
+    metrics = json.loads(paths.metrics.read_text(encoding="utf-8"))
+    scores = metrics["systems"][row.system]["scores"]
+    train_summary = json.loads(paths.train_summary.read_text()) if row.trains and paths.train_summary.is_file() else {}
+    return {
+        "row": row.name, "what": row.what, "system": row.system, "run_dir": str(run_dir),
+        "fact_accuracy": scores["fact_accuracy"], "refusal_rate": scores["refusal_rate"],
+        "false_refusal_rate": scores["false_refusal_rate"],
+        "knowledge": metrics["systems"][row.system].get("knowledge"),
+        "examples": train_summary.get("examples"), "train_steps": train_summary.get("steps"),
+        **record["timings"],
+    }
+
+
+def extra_rows() -> list[Row]:
+    """Rows defined by the recipe of the config read (the demo's), added after the levers."""
+    return [
+        Row("best", "every lever: the demo's recipe, closed-book", "student", group="best"),
+        Row("best_hybrid", "the demo's recipe, reading excerpts", "student_with_retrieval", group="best"),
+        Row("waterworks", "the demo's recipe on examples/waterworks, closed-book", "student", corpus=WATERWORKS, group="waterworks"),
+        Row("waterworks_hybrid", "the demo's recipe on examples/waterworks, reading excerpts", "student_with_retrieval",
+            corpus=WATERWORKS, group="waterworks"),
+    ]
+
+
+def _cell(score: dict[str, Any] | None, interval: bool = False) -> str:
+    if not score or score.get("mean") is None:
+        return "–"
+    text = f"{100 * score['mean']:.1f}"
+    if interval and score.get("ci_low") is not None:
+        text += f" ({100 * score['ci_low']:.0f}–{100 * score['ci_high']:.0f})"
+    return text
+
+
+def table(results: list[dict[str, Any]]) -> str:
+    lines = [
+        "| row | seed | what | system | fact accuracy (95% CI) | OOS refusal | false refusal | train-q recall | examples | train s |",
+        "|---|---:|---|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for result in results:
+        recall = (result.get("knowledge") or {}).get("train_recall")
+        lines.append(
+            f"| {result['row']} | {result['seed']} | {result['what']} | {result['system']} | "
+            f"{_cell(result['fact_accuracy'], True)} | {_cell(result['refusal_rate'])} | "
+            f"{_cell(result['false_refusal_rate'])} | {_cell(recall)} | {result.get('examples') or '–'} | "
+            f"{result.get('train_s', '–')} |"
+        )
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--workdir", type=Path, default=Path("/tmp/specialist-quality"))
+    parser.add_argument("--rows", nargs="*", help="row names (default: all)")
+    parser.add_argument("--seeds", nargs="*", type=int, default=[0])
+    parser.add_argument("--output", type=Path, default=REPO / "bench" / "results" / "specialist_quality.json")
+    args = parser.parse_args(argv)
+    every = rows() + extra_rows()
+    unknown = set(args.rows or []) - {row.name for row in every}
+    if unknown:
+        sys.exit(f"unknown rows {sorted(unknown)}; choose from {', '.join(row.name for row in every)}")
+    chosen = [row for row in every if not args.rows or row.name in args.rows]
+    args.workdir.mkdir(parents=True, exist_ok=True)
+    answers = args.workdir / "teacher_answers.sqlite"
+    previous = json.loads(args.output.read_text()) if args.output.is_file() else {"results": []}
+    results = {(r["row"], r["seed"]): r for r in previous.get("results", [])}
+    for seed in args.seeds:
+        for row in chosen:
+            print(f"== {row.name} (seed {seed})", flush=True)
+            results[(row.name, seed)] = {**run_row(row, args.workdir, seed, answers), "seed": seed}
+            ordered = [results[key] for key in sorted(results, key=lambda k: ([r.name for r in every].index(k[0]), k[1]))]
+            args.output.parent.mkdir(parents=True, exist_ok=True)
+            args.output.write_text(json.dumps({
+                "machine": {"platform": platform.platform(), "python": platform.python_version()},
+                "results": ordered,
+            }, indent=1), encoding="utf-8")
+    print(table(ordered))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,79 @@
+"""Memorised wording or knowledge? Held-out accuracy split by coverage, beside recall of the training questions.
+
+A student can fail a held-out question for two reasons: its fact was never in the training data
+(*not covered*: a data problem), or it was, and the student does not recall it when asked in other
+words (a learning problem). And a student that answers its own training questions but not the
+held-out ones memorised wording, not knowledge. So the report shows, per system:
+
+* fact accuracy on the in-scope questions whose every key fact occurs in the answer of some
+  closed-book training example from the question's source document (*covered*), and on the rest;
+* *train-question recall*: fact accuracy on a seeded sample of the training questions themselves,
+  asked in their training wording, scored on the specifics (numbers, names, codes) their training
+  answer adds to the question.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Sequence
+from typing import Any
+
+from domainkd.data.grounding import key_terms, words
+from domainkd.evaluation.metrics import fact_present, in_scope
+
+Example = dict[str, Any]
+
+
+def closed_book_answers(train_rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The question/answer training rows asked without excerpts, refusals excluded."""
+    return [
+        row for row in train_rows
+        if row.get("question") and isinstance(row.get("answer"), str) and not row.get("prompt")
+        and row.get("strategy") != "refusal"
+    ]
+
+
+def coverage(questions: Sequence[Example], train_rows: Sequence[dict[str, Any]]) -> list[bool | None]:
+    """Per question: whether its facts are in some training answer (None: out of scope or without facts).
+
+    A training answer counts when it comes from the question's ``source`` document (or either has
+    no document) and states every key fact of the question.
+    """
+    answers = closed_book_answers(train_rows)
+    covered: list[bool | None] = []
+    for question in questions:
+        facts = question.get("facts") or []
+        if not in_scope(question) or not facts:
+            covered.append(None)
+            continue
+        source = question.get("source")
+        pool = [row["answer"] for row in answers if not source or not row.get("document") or row["document"] == source]
+        covered.append(any(all(fact_present(fact, answer) for fact in facts) for answer in pool))
+    return covered
+
+
+def recall_questions(train_rows: Sequence[dict[str, Any]], count: int, seed: int = 0) -> list[Example]:
+    """Up to ``count`` training questions as evaluation examples, their facts the specifics the answer adds."""
+    candidates = []
+    for row in closed_book_answers(train_rows):
+        asked = set(words(row["question"]))
+        specifics = sorted(term for term in key_terms(row["answer"]) if term not in asked)
+        if specifics:
+            candidates.append((row, specifics))
+    chosen = random.Random(seed).sample(candidates, min(count, len(candidates)))
+    return [
+        {
+            "id": f"train-{row.get('id', number)}", "question": row["question"], "answer": row["answer"],
+            "facts": specifics, "source": row.get("document"), "category": "training question", "scope": "in",
+        }
+        for number, (row, specifics) in enumerate(chosen)
+    ]
+
+
+def split_by_coverage(scores: Sequence[float | None], covered: Sequence[bool | None]) -> dict[str, dict[str, Any]]:
+    """Mean and count of ``scores`` over the covered and the not-covered questions."""
+    groups: dict[str, list[float]] = {"covered": [], "not_covered": []}
+    for score, is_covered in zip(scores, covered):
+        if score is not None and is_covered is not None:
+            groups["covered" if is_covered else "not_covered"].append(score)
+    return {name: {"mean": sum(values) / len(values) if values else None, "n": len(values)} for name, values in groups.items()}
