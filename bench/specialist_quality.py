@@ -37,6 +37,7 @@ from domainkd import load_config
 from domainkd.config import config_from_dict
 from domainkd.data.build import prepare_data, teach
 from domainkd.evaluation import evaluate
+from domainkd.io import read_jsonl
 from domainkd.paths import RunPaths
 from domainkd.training import train
 
@@ -69,6 +70,7 @@ class Row:
     trains: bool = True
     corpus: Path = HANDBOOK
     group: str = ""  # rows sharing a group share one run (e.g. closed-book and with retrieval)
+    unchecked: bool = False  # score the answers before retrieval.answer_check replaced any
 
 
 def merge(*parts: dict[str, Any]) -> dict[str, Any]:
@@ -87,8 +89,9 @@ def lever(**sections: Any) -> dict[str, Any]:
     return merge(TODAY, sections)
 
 
-RAFT = {"data": {"chunk_tokens": 96, "chunk_overlap_tokens": 16, "raft": {"share": 1.0}},
-        "train": {"max_length": 512}}
+RAFT = {"data": {"chunk_tokens": 96, "chunk_overlap_tokens": 16,
+                 "raft": {"share": 1.0, "keep_closed_book": False, "without_gold": 0.0}},
+        "train": {"max_length": 512, "epochs": 2}}
 
 
 def rows() -> list[Row]:
@@ -111,8 +114,19 @@ def rows() -> list[Row]:
         Row("frames_pit", "today + facts restated in 2 frames, permuted sections, QA first (PIT)", "student",
             lever(data={"strategies": {"unstructured": {"raw": True, "permutations": 1, "fact_frames": 2}}},
                   train={"schedule": "qa_first", "qa_first_epochs": 2})),
-        Row("raft", "today + RAFT (excerpt copies, 96-token chunks), reading excerpts", "student_with_retrieval",
-            lever(**RAFT)),
+        Row("context_0.5b", "Qwen2.5-Coder-0.5B reading the gold section", "teacher_with_context", trains=False,
+            group="untrained"),
+        Row("context_1.5b", "Qwen2.5-Coder-1.5B reading the gold section", "teacher_with_context",
+            {"teacher": {"model": "qwen2.5-coder-1.5b-instruct"}}, trains=False, group="untrained-1.5b"),
+        Row("raft", "today + RAFT (every question with excerpts only, 96-token chunks), reading excerpts",
+            "student_with_retrieval", lever(**RAFT), group="raft"),
+        Row("raft_unchecked", "the raft row without the answer check", "student_with_retrieval", lever(**RAFT),
+            group="raft", unchecked=True),
+        Row("teacher_1.5b", "today with Qwen2.5-Coder-1.5B writing the questions and answers", "student",
+            lever(teacher={"model": "qwen2.5-coder-1.5b-instruct"})),
+        Row("context_kd", "today + context distillation: the raft row's student reading each source teaches it",
+            "student", lever(train={"kd": {"teacher": "{workdir}/raft-seed{seed}/train/model", "teacher_context": "source",
+                                           "top_k": 64, "loss": "vanilla", "alpha": 0.5}})),
         *curve,
     ]
 
@@ -150,8 +164,9 @@ def run_row(row: Row, workdir: Path, seed: int, answers: Path) -> dict[str, Any]
 def _config(row: Row, run_dir: Path, seed: int):
     systems = sorted({other.system for other in rows() + extra_rows() if (other.group or other.name) == (row.group or row.name)})
     base = load_config(row.corpus)
+    overrides = json.loads(json.dumps(row.overrides).replace("{workdir}", str(run_dir.parent)).replace("{seed}", str(seed)))
     raw = merge(
-        base.model_dump(mode="json"), row.overrides,
+        base.model_dump(mode="json"), overrides,
         {"run_dir": str(run_dir), "eval": {"systems": systems}, "train": {"seed": seed}},
     )
     if raw["data"].get("raft"):
@@ -163,6 +178,8 @@ def _result(row: Row, run_dir: Path, record: dict[str, Any]) -> dict[str, Any]:
     paths = RunPaths(run_dir)
     metrics = json.loads(paths.metrics.read_text(encoding="utf-8"))
     scores = metrics["systems"][row.system]["scores"]
+    if row.unchecked:
+        scores = _unchecked_scores(paths, row.system, load_config(row.corpus).eval.questions)
     train_summary = json.loads(paths.train_summary.read_text()) if row.trains and paths.train_summary.is_file() else {}
     return {
         "row": row.name, "what": row.what, "system": row.system, "run_dir": str(run_dir),
@@ -172,6 +189,23 @@ def _result(row: Row, run_dir: Path, record: dict[str, Any]) -> dict[str, Any]:
         "examples": train_summary.get("examples"), "train_steps": train_summary.get("steps"),
         **record["timings"],
     }
+
+
+def _unchecked_scores(paths: RunPaths, system: str, questions_file: Path) -> dict[str, Any]:
+    """Fact accuracy and the refusal rates of the answers as generated, before the answer check."""
+    from domainkd.evaluation import metrics
+    from domainkd.evaluation.statistics import mean_ci
+
+    questions = {row["id"]: row for row in read_jsonl(questions_file)}
+    predictions = read_jsonl(paths.predictions(system))
+    scores = {}
+    for name in ("fact_accuracy", "refusal_rate", "false_refusal_rate"):
+        score = getattr(metrics, name)
+        values = [score(row.get("unchecked", row["prediction"]), questions[row["id"]]) for row in predictions]
+        kept = [value for value in values if value is not None]
+        low, high = mean_ci(values)
+        scores[name] = {"mean": sum(kept) / len(kept) if kept else None, "n": len(kept), "ci_low": low, "ci_high": high}
+    return scores
 
 
 def extra_rows() -> list[Row]:

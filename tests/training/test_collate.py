@@ -42,3 +42,22 @@ def test_plain_passages_train_on_every_token(tiny_model):
     exchange = tokenize_row(tokenizer, "system", {"question": "Cost?", "answer": "85 euros."}, max_length=64)
     assert exchange == tokenize_example(tokenizer, "system", "Cost?", "85 euros.", 64)
     assert len(tokenize_row(tokenizer, None, {"text": "word " * 200}, max_length=16)["input_ids"]) == 16
+
+
+def test_excerpt_tokens_end_before_the_instruction_and_the_answer(tiny_model):
+    from domainkd.evaluation.systems import excerpt_prompt
+    from domainkd.sources import Chunk
+    from domainkd.training.collate import excerpt_tokens, tokenize_row
+
+    tokenizer = load_tokenizer(tiny_model)
+    chunk = Chunk("leave.md#0", "leave.md", "Annual Leave", "Full-time staff receive 27 days of annual leave.", 0, 48, 11)
+    row = {"question": "How many days?", "answer": "27 days.", "prompt": excerpt_prompt("How many days?", [chunk], "No idea.")}
+    frozen = excerpt_tokens(tokenizer, "Be brief.", row)
+    tokens = tokenize_row(tokenizer, "Be brief.", row, 512)
+    first_response = next(i for i, label in enumerate(tokens["labels"]) if label != IGNORE_INDEX)
+    assert 0 < frozen < first_response
+    head = tokenizer.decode(tokens["input_ids"][:frozen])
+    assert "27 days of annual leave" in head and "Answer the question" not in head
+    assert excerpt_tokens(tokenizer, "Be brief.", {"question": "How many days?", "answer": "27 days."}) == 0
+    batch = PadCollator(0)([{**tokens, "frozen_tokens": frozen}, {**tokens, "frozen_tokens": frozen - 3}])
+    assert batch["frozen_tokens"].tolist() == [frozen, frozen - 3]
