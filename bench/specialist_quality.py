@@ -91,7 +91,7 @@ def lever(**sections: Any) -> dict[str, Any]:
 
 RAFT = {"data": {"chunk_tokens": 96, "chunk_overlap_tokens": 16,
                  "raft": {"share": 1.0, "keep_closed_book": False, "without_gold": 0.0}},
-        "train": {"max_length": 512, "epochs": 2}}
+        "train": {"max_length": 512, "epochs": 2, "detach_excerpts": True}}
 
 
 def rows() -> list[Row]:
@@ -118,7 +118,7 @@ def rows() -> list[Row]:
             group="untrained"),
         Row("context_1.5b", "Qwen2.5-Coder-1.5B reading the gold section", "teacher_with_context",
             {"teacher": {"model": "qwen2.5-coder-1.5b-instruct"}}, trains=False, group="untrained-1.5b"),
-        Row("raft", "today + RAFT (every question with excerpts only, 96-token chunks), reading excerpts",
+        Row("raft", "today + RAFT (every question with excerpts only, 96-token chunks, 2 epochs, excerpts detached), reading excerpts",
             "student_with_retrieval", lever(**RAFT), group="raft"),
         Row("raft_unchecked", "the raft row without the answer check", "student_with_retrieval", lever(**RAFT),
             group="raft", unchecked=True),
