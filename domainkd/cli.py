@@ -33,11 +33,26 @@ def _parse_overrides(items: list[str]) -> dict[str, Any]:
         if "=" not in item:
             raise DomainKDError(f"--set {item!r} must look like section.key=value, e.g. --set train.epochs=1.")
         dotted, raw = item.split("=", 1)
+        *parents, leaf = parts = dotted.strip().split(".")
+        if not all(parts):
+            raise DomainKDError(f"--set {item!r} has an empty key part; write it as section.key=value, e.g. --set train.epochs=1.")
+        try:
+            value = yaml.safe_load(raw)
+        except yaml.YAMLError:
+            raise DomainKDError(
+                f"--set {item!r}: the value is not valid YAML; quote it (--set '{dotted}=\"...\"') or close its brackets."
+            ) from None
         node = merged
-        *parents, leaf = dotted.split(".")
-        for part in parents:
+        for depth, part in enumerate(parents, start=1):
             node = node.setdefault(part, {})
-        node[leaf] = yaml.safe_load(raw)
+            if not isinstance(node, dict):
+                raise DomainKDError(
+                    f"--set {item!r} sets a key inside {'.'.join(parts[:depth])}, which another --set gave a plain value; "
+                    "keep one of the two."
+                )
+        if isinstance(node.get(leaf), dict) and not isinstance(value, dict):
+            raise DomainKDError(f"--set {item!r} replaces {dotted}, whose keys another --set sets; keep one of the two.")
+        node[leaf] = value
     return merged
 
 

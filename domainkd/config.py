@@ -72,6 +72,9 @@ class TeacherConfig(StrictModel):
     """Wait before the first retry, doubled for each further retry, with random jitter (`openai`)."""
     json_mode: bool = True
     """Ask the server for a JSON object (`response_format`) when the caller expects JSON (`openai`)."""
+    max_failed_share: float = Field(0.1, ge=0, le=1)
+    """Largest share of one stage's new teacher requests that may fail (after retries) with the run going on; more
+    stops it with one sentence, the answers so far kept in the store (the failed ones are asked again next run)."""
 
     @field_validator("backend")
     @classmethod
@@ -570,6 +573,23 @@ def _known_names(names: list[str], registry: dict[str, Any], key: str) -> list[s
     return names
 
 
+class _DuplicateKey(Exception):
+    """A mapping of the config sets one key twice (plain YAML keeps the last one silently)."""
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """yaml.SafeLoader that rejects a key repeated in one mapping."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise _DuplicateKey(f"{key!r} (line {key_node.start_mark.line + 1})")
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
 def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> RunConfig:
     """Read a YAML config file into a validated :class:`RunConfig`.
 
@@ -584,7 +604,11 @@ def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> Ru
     if not path.is_file():
         raise DomainKDError(f"config file {path} does not exist; pass the path of a YAML config such as examples/handbook/config.yaml.")
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        raw = yaml.load(path.read_text(encoding="utf-8"), Loader=_UniqueKeyLoader) or {}
+    except _DuplicateKey as error:
+        raise DomainKDError(f"config file {path} sets {error} twice; keep one of the two.") from None
+    except UnicodeDecodeError:
+        raise DomainKDError(f"config file {path} is not UTF-8 text; save it as UTF-8.") from None
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark else ""
@@ -639,6 +663,9 @@ def dump_config(config: RunConfig, path: Path) -> None:
     """Write the resolved config as YAML (paths as strings) so a run records what it used."""
     from domainkd.io import atomic_path
 
+    from domainkd.teachers.http import redacted_url
+
     data = config.model_dump(mode="json")
+    data["teacher"]["base_url"] = redacted_url(data["teacher"]["base_url"])  # a key inside the URL stays out of the run folder
     with atomic_path(path) as tmp:
         tmp.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")

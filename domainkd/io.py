@@ -40,11 +40,36 @@ def atomic_dir(path: Path) -> Iterator[Path]:
     try:
         yield tmp_dir
         if path.exists():
-            shutil.rmtree(path)
-        os.replace(tmp_dir, path)
+            _swap(tmp_dir, path)  # tmp_dir now holds the old contents, removed below
+        else:
+            os.replace(tmp_dir, path)
     finally:
         if tmp_dir.exists():
             shutil.rmtree(tmp_dir)
+
+
+_RENAME_EXCHANGE = 2  # linux/fs.h
+
+
+def _swap(new: Path, path: Path) -> None:
+    """Exchange two directories in one step, so a kill at any moment leaves ``path`` whole, old or new.
+
+    Linux's renameat2(RENAME_EXCHANGE) swaps them atomically. Elsewhere (or on a filesystem that
+    lacks it) the old one is first renamed aside, which leaves an instant with neither at ``path``.
+    """
+    import ctypes
+    import ctypes.util
+
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        exchanged = libc.renameat2(-100, os.fsencode(new), -100, os.fsencode(path), _RENAME_EXCHANGE) == 0  # AT_FDCWD
+    except (OSError, AttributeError):
+        exchanged = False
+    if not exchanged:
+        aside = new.with_name(new.name + ".old")
+        os.replace(path, aside)
+        os.replace(new, path)
+        os.replace(aside, new)
 
 
 def _umask() -> int:
@@ -79,17 +104,30 @@ def read_jsonl(path: Path) -> list[dict[str, Any]]:
     if not path.is_file():
         raise DomainKDError(f"{path} does not exist; check the path or run the stage that writes it.")
     rows = []
-    with path.open(encoding="utf-8") as handle:
-        for number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as error:
-                raise DomainKDError(
-                    f"{path} line {number} is not valid JSON ({error.msg}); fix or remove that line."
-                ) from None
-            if not isinstance(row, dict):
-                raise DomainKDError(f"{path} line {number} is not a JSON object; each line must be {{...}}.")
-            rows.append(row)
+    for number, line in enumerate(_utf8_lines(path), start=1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as error:
+            raise DomainKDError(
+                f"{path} line {number} is not valid JSON ({error.msg}); fix or remove that line."
+            ) from None
+        if not isinstance(row, dict):
+            raise DomainKDError(f"{path} line {number} is not a JSON object; each line must be {{...}}.")
+        rows.append(row)
     return rows
+
+
+def _utf8_lines(path: Path) -> list[str]:
+    """The lines of a UTF-8 text file (a leading byte-order mark dropped); one sentence when it is not UTF-8."""
+    raw = path.read_bytes()
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as error:
+        line = raw[: error.start].count(b"\n") + 1
+        raise DomainKDError(
+            f"{path} is not UTF-8 text (byte {error.start} on line {line}); save it as UTF-8 (e.g. `iconv -f latin1 "
+            f"-t utf-8`) and rerun."
+        ) from None
+    return text.split("\n")  # not splitlines: a JSON string may hold U+2028, which it would split at

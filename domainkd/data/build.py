@@ -104,7 +104,8 @@ def teach(config: RunConfig) -> dict[str, Any]:
     with AnswerStore(paths.answer_store) as store:
 
         def ask_teacher(conversations: list, label: str, max_new_tokens: int | None = None, expect_json: bool = False) -> list[str]:
-            return ask(teacher, conversations, store, label, max_new_tokens, expect_json=expect_json)
+            return ask(teacher, conversations, store, label, max_new_tokens, expect_json=expect_json,
+                       max_failed_share=config.teacher.max_failed_share)
 
         context = StrategyContext(sources, ask_teacher, config.refusal_text, _held_out(config))
         examples, rejected = [], []

@@ -14,7 +14,7 @@ import gc
 import hashlib
 import json
 import time
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Callable
 from typing import Any
 
@@ -53,9 +53,18 @@ def load_questions(config: RunConfig) -> list[dict[str, Any]]:
     for number, row in enumerate(rows, start=1):
         if not isinstance(row.get("question"), str) or row.get("scope", "in") not in ("in", "out"):
             raise DomainKDError(f"{path} line {number} needs a 'question' string and 'scope' of 'in' or 'out'; fix that line.")
-        if row.get("scope", "in") == "in" and not isinstance(row.get("answer"), str):
+        if row.get("scope", "in") == "in" and "answer" not in row:
             raise DomainKDError(f"{path} line {number} is in scope but has no reference 'answer'; add one.")
+        if "answer" in row and not isinstance(row["answer"], str):
+            raise DomainKDError(
+                f"{path} line {number} has an 'answer' of {json.dumps(row['answer'])}, but it must be a string; "
+                "quote it (\"answer\": \"...\")."
+            )
         row.setdefault("id", f"line{number}")
+    ids = Counter(str(row["id"]) for row in rows)
+    repeated = [name for name, count in ids.items() if count > 1]
+    if repeated:
+        raise DomainKDError(f"{path} uses the id {repeated[0]!r} for {ids[repeated[0]]} questions; give each question its own id.")
     return rows[: config.eval.limit] if config.eval.limit else rows
 
 

@@ -6,6 +6,7 @@ PDF into its pages' text; character offsets of sections and chunks refer to that
 
 from __future__ import annotations
 
+import os
 import re
 import warnings
 from dataclasses import dataclass
@@ -43,9 +44,8 @@ def read_documents(folder: Path, skipped: dict[str, str] | None = None) -> list[
     """
     if not folder.is_dir():
         raise DomainKDError(f"document folder {folder} does not exist; set data.documents to a folder of documents.")
-    files = sorted(path for path in folder.rglob("*") if path.is_file() and path.suffix.lower() in DOCUMENT_SUFFIXES)
     sections = []
-    for path in files:
+    for path in folder_files(folder, DOCUMENT_SUFFIXES, skipped):
         name = path.relative_to(folder).as_posix()
         found, problem = _read_sections(path, name)
         if problem:
@@ -58,6 +58,37 @@ def read_documents(folder: Path, skipped: dict[str, str] | None = None) -> list[
             f"document folder {folder} has no readable .md, .txt, .html or .pdf text; add documents there or point data.documents elsewhere."
         )
     return sections
+
+
+def folder_files(folder: Path, suffixes: set[str], skipped: dict[str, str] | None = None) -> list[Path]:
+    """The files under ``folder`` with one of ``suffixes``, sorted, none from outside it.
+
+    The rule for links: a symlinked file is read when its target lies inside ``folder`` and
+    skipped, with a warning naming it, when the target is elsewhere (a link to /etc/passwd puts
+    nothing in the chunks); a symlinked folder is never searched, with a warning, so every file
+    read is one of the folder's own. ``skipped`` (if given) receives name → reason.
+    """
+    root = folder.resolve()
+    files = []
+    for directory, folders, names in os.walk(folder, followlinks=False):
+        base = Path(directory)
+        for linked in sorted(name for name in folders if (base / name).is_symlink()):
+            _skip(skipped, (base / linked).relative_to(folder).as_posix(), "a symbolic link to a folder, which is not followed")
+        for name in names:
+            path = base / name
+            if path.suffix.lower() not in suffixes or not path.is_file():
+                continue
+            if path.is_symlink() and not path.resolve().is_relative_to(root):
+                _skip(skipped, path.relative_to(folder).as_posix(), f"a symbolic link to {path.resolve()}, outside {folder}")
+                continue
+            files.append(path)
+    return sorted(files)
+
+
+def _skip(skipped: dict[str, str] | None, name: str, problem: str) -> None:
+    warnings.warn(f"skipped {name}: {problem}", stacklevel=3)
+    if skipped is not None:
+        skipped[name] = problem
 
 
 def _read_sections(path: Path, name: str) -> tuple[list[Section], str | None]:
@@ -75,7 +106,8 @@ def _read_sections(path: Path, name: str) -> tuple[list[Section], str | None]:
         text = html_to_text(text)
         if not text.strip():
             return [], "no visible text"
-    return split_sections(name, text), None
+    sections = split_sections(name, text)
+    return (sections, None) if sections else ([], "only headings, no text under them")
 
 
 def _decode(raw: bytes) -> tuple[str, str | None]:

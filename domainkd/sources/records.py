@@ -13,11 +13,13 @@ import csv
 import io
 import json
 import warnings
+from collections import Counter
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 from domainkd.errors import DomainKDError
+from domainkd.sources.documents import folder_files
 
 RECORD_SUFFIXES = {".csv", ".jsonl", ".json", ".parquet"}
 TRIPLE_COLUMNS = (
@@ -69,7 +71,7 @@ def record_files(paths: list[Path]) -> list[Path]:
     files: list[Path] = []
     for path in paths:
         if path.is_dir():
-            files += sorted(file for file in path.rglob("*") if file.is_file() and file.suffix.lower() in RECORD_SUFFIXES)
+            files += folder_files(path, RECORD_SUFFIXES)
         elif path.is_file():
             if path.suffix.lower() not in RECORD_SUFFIXES:
                 raise DomainKDError(f"{path} is not a .csv, .jsonl, .json or .parquet file; convert it or remove it from the config.")
@@ -107,14 +109,24 @@ def read_qa_pairs(paths: list[Path]) -> list[QAPair]:
         rows = read_rows(path)
         question_key, answer_key = _qa_columns(path, rows)
         incomplete = 0
+        asked: Counter[str] = Counter()
         for row_number, row in enumerate(rows):
             question, answer = _text(row.get(question_key)), _text(row.get(answer_key))
             if not question or not answer:
                 incomplete += 1
                 continue
+            asked[" ".join(question.split()).casefold()] += 1
+            if asked[" ".join(question.split()).casefold()] > 1:
+                continue
             pairs.append(QAPair(f"{path.as_posix()}#{row_number}", path.as_posix(), row_number, question, answer))
         if incomplete:
             warnings.warn(f"skipped {incomplete} rows without both a question and an answer in {path}", stacklevel=2)
+        repeated = sum(count > 1 for count in asked.values())
+        if repeated:  # two answers to one question would teach the student to contradict itself
+            warnings.warn(
+                f"{path} asks {repeated} question{'s' if repeated > 1 else ''} more than once; kept its first answer "
+                "each time (merge or reword the repeats)", stacklevel=2,
+            )
     return pairs
 
 
@@ -143,26 +155,37 @@ def read_rows(path: Path) -> list[dict[str, Any]]:
     return _json_rows(path, text)
 
 
+MAX_CSV_CELL_BYTES = 5_000_000
+"""Largest CSV cell read (the csv module's default stops at 128 KiB); as large as a text document may be."""
+
+
 def _csv_rows(path: Path, text: str) -> list[dict[str, Any]]:
+    csv.field_size_limit(max(csv.field_size_limit(), MAX_CSV_CELL_BYTES))
     reader = csv.reader(io.StringIO(text, newline=""))
-    header = next(reader, None)
-    if not header or not any(name.strip() for name in header):
-        raise DomainKDError(f"{path} has no header row; the first CSV line must name the columns.")
-    rows = []
-    for values in reader:
-        if not values:  # a blank line
-            continue
-        if len(values) != len(header):
-            raise DomainKDError(
-                f"{path} line {reader.line_num} has {len(values)} fields but the header has {len(header)}; fix the quoting or the row."
-            )
-        rows.append(dict(zip((name.strip() for name in header), values)))
+    try:
+        header = next(reader, None)
+        if not header or not any(name.strip() for name in header):
+            raise DomainKDError(f"{path} has no header row; the first CSV line must name the columns.")
+        rows = []
+        for values in reader:
+            if not values:  # a blank line
+                continue
+            if len(values) != len(header):
+                raise DomainKDError(
+                    f"{path} line {reader.line_num} has {len(values)} fields but the header has {len(header)}; fix the quoting or the row."
+                )
+            rows.append(dict(zip((name.strip() for name in header), values)))
+    except csv.Error as error:  # a cell over the limit, a NUL byte, an unterminated quote in strict dialects
+        raise DomainKDError(
+            f"{path} line {reader.line_num} is not readable CSV ({error}); fix that row (cells may hold at most "
+            f"{MAX_CSV_CELL_BYTES // 1_000_000} MB)."
+        ) from None
     return rows
 
 
 def _jsonl_rows(path: Path, text: str) -> list[dict[str, Any]]:
     rows = []
-    for line_number, line in enumerate(text.splitlines(), start=1):
+    for line_number, line in enumerate(text.split("\n"), start=1):  # not splitlines: strings may hold U+2028
         if not line.strip():
             continue
         try:

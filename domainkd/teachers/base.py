@@ -12,6 +12,7 @@ from typing import Any, Protocol
 from tqdm.auto import tqdm
 
 from domainkd.config import TeacherConfig
+from domainkd.errors import DomainKDError
 from domainkd.teachers.json_output import parse_json_object
 from domainkd.teachers.store import AnswerStore, answer_key, failure_kind
 
@@ -116,6 +117,7 @@ def ask(
     description: str = "teacher",
     max_new_tokens: int | None = None,
     expect_json: bool = False,
+    max_failed_share: float | None = None,
 ) -> list[str]:
     """Answer every conversation, taking stored answers first and storing new answers as they come.
 
@@ -133,9 +135,13 @@ def ask(
         expect_json: each answer must hold a JSON object: it is repaired and stored as canonical
             JSON (see :func:`parse_json_object`), or stored as failed ``malformed JSON: ...``
             (part of the store key).
+        max_failed_share: stop when more than this share of the new requests failed (None: never stop).
 
     Returns:
         Answers in the order of ``conversations``; ``""`` where the request failed.
+
+    Raises:
+        DomainKDError: more than ``max_failed_share`` of the requests failed (every answer is stored first).
     """
     identity, settings = teacher.identity, _request_settings(teacher, max_new_tokens, expect_json)
     keys = [answer_key(identity, conversation, settings) for conversation in conversations]
@@ -155,6 +161,7 @@ def ask(
     unanswered = [key for key in missing if key not in answers]
     if unanswered:
         raise RuntimeError(f"teacher {teacher.identity} left {len(unanswered)} of {len(missing)} conversations unanswered")
+    _check_failures(teacher, description, failures, len(missing), max_failed_share)
     _warn_failures(description, failures, len(missing))
     return [answers[key] for key in keys]
 
@@ -215,6 +222,19 @@ def _row(key: str, identity: str, settings: dict[str, Any], prompt: Messages, re
         "prompt_tokens": reply.prompt_tokens,
         "completion_tokens": reply.completion_tokens,
     }
+
+
+def _check_failures(teacher: Teacher, description: str, failures: Counter[str], asked: int, max_share: float | None) -> None:
+    """Stop when too many requests failed: a run must not go on with a teacher that answers nothing."""
+    failed = sum(failures.values())
+    if max_share is None or not failed or failed <= max_share * asked:
+        return
+    kinds = ", ".join(f"{count} {kind}" for kind, count in failures.most_common())
+    raise DomainKDError(
+        f"{description}: {failed} of {asked} requests to teacher {teacher.identity} failed ({kinds}), more than "
+        f"teacher.max_failed_share ({max_share:.0%}); fix the teacher (its server's log says why) and rerun, "
+        "the answers so far are kept, or raise teacher.max_failed_share to go on with fewer answers."
+    )
 
 
 def _warn_failures(description: str, failures: Counter[str], asked: int) -> None:

@@ -17,6 +17,7 @@ import random
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from urllib.parse import urlsplit, urlunsplit
 from typing import Any
 
 import httpx
@@ -51,7 +52,7 @@ class OpenAITeacher:
 
     def __init__(self, config: TeacherConfig) -> None:
         self.config = config
-        self.identity = f"openai:{config.base_url}:{config.model}"
+        self.identity = f"openai:{redacted_url(config.base_url)}:{config.model}"  # no credentials in keys or logs
         self.batch_size = max(config.batch_size, config.concurrency)  # a batch keeps every connection busy
         self._client: httpx.Client | None = None
         self._api_key = ""
@@ -108,7 +109,7 @@ class OpenAITeacher:
 
     def _probe(self, client: httpx.Client) -> None:
         """GET ``/models`` once: unreachable or refusing the key is fatal; a missing model is a warning."""
-        base_url = self.config.base_url
+        base_url = redacted_url(self.config.base_url)
         try:
             response = client.get("/models")
         except httpx.HTTPError as error:
@@ -133,7 +134,7 @@ class OpenAITeacher:
         if served and self.config.model not in served:
             logger.warning(
                 "%s lists the models %s but not %r; requests will name %r anyway",
-                self.config.base_url, ", ".join(map(str, served[:5])), self.config.model, self.config.model,
+                redacted_url(self.config.base_url), ", ".join(map(str, served[:5])), self.config.model, self.config.model,
             )
 
     def _body(self, conversation: Messages, max_new_tokens: int, expect_json: bool) -> dict[str, Any]:
@@ -215,8 +216,28 @@ class OpenAITeacher:
         return f"{type(error).__name__}: {message}" if message else type(error).__name__
 
     def _mask(self, text: str) -> str:
-        """``text`` with the API key replaced by ``***``."""
-        return text.replace(self._api_key, "***") if self._api_key else text
+        """``text`` with the API key and any credentials of ``base_url`` replaced by ``***``."""
+        secrets = [self._api_key, *_url_credentials(self.config.base_url)]
+        for secret in sorted(filter(None, secrets), key=len, reverse=True):
+            text = text.replace(secret, "***")
+        return text
+
+
+def redacted_url(url: str) -> str:
+    """``url`` with its user and password (``http://user:KEY@host``) shown as ``***``."""
+    parts = urlsplit(url)
+    if "@" not in parts.netloc:
+        return url
+    return urlunsplit(parts._replace(netloc="***@" + parts.netloc.rsplit("@", 1)[1]))
+
+
+def _url_credentials(url: str) -> list[str]:
+    """The userinfo of ``url`` and its parts, as they may appear in a transport error's text."""
+    netloc = urlsplit(url).netloc
+    if "@" not in netloc:
+        return []
+    userinfo = netloc.rsplit("@", 1)[0]
+    return [userinfo, *(part for part in userinfo.split(":") if len(part) >= 4)]
 
 
 def _message_content(payload: Any) -> str | None:

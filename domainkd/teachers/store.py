@@ -14,6 +14,8 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from domainkd.errors import DomainKDError
+
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS answers (
     key TEXT PRIMARY KEY,
@@ -47,9 +49,19 @@ class AnswerStore:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
         self._connection = sqlite3.connect(path)
-        self._connection.execute("PRAGMA journal_mode=WAL")
-        self._connection.execute(_SCHEMA)
-        self._connection.commit()
+        try:
+            self._connection.execute("PRAGMA journal_mode=WAL")
+            self._connection.execute(_SCHEMA)
+            self._connection.commit()
+            problem = self._connection.execute("PRAGMA quick_check").fetchone()[0]
+        except sqlite3.DatabaseError as error:
+            problem = str(error)
+        if problem != "ok":
+            self._connection.close()
+            raise DomainKDError(
+                f"answer store {path} is damaged ({problem}); move it aside and rerun (the teacher is asked again "
+                "for what it held), or restore it from a copy."
+            )
 
     def get_many(self, keys: list[str]) -> dict[str, str]:
         """Answers already stored for ``keys`` (failed requests are not returned)."""

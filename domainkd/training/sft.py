@@ -22,7 +22,6 @@ import torch
 from accelerate import PartialState
 from datasets import Dataset
 from transformers import TrainingArguments
-from transformers.trainer_utils import get_last_checkpoint
 
 from domainkd.config import RunConfig, TrainConfig, dump_config
 from domainkd.distill.losses import IGNORE_INDEX
@@ -210,12 +209,40 @@ def _resumable_checkpoint(config: RunConfig, paths: RunPaths) -> str | None:
         fingerprint["kd_teacher"] = config.teacher.model
     recorded = json.loads(paths.train_inputs.read_text(encoding="utf-8")) if paths.train_inputs.is_file() else None
     if recorded != fingerprint:
-        if paths.checkpoints.is_dir() and get_last_checkpoint(str(paths.checkpoints)):
+        if _checkpoint_folders(paths.checkpoints):
             print("training inputs changed since the last checkpoint; starting afresh", flush=True)
         shutil.rmtree(paths.checkpoints, ignore_errors=True)
         paths.train_summary.unlink(missing_ok=True)  # it described the other inputs' run
     write_json(paths.train_inputs, fingerprint)
-    return get_last_checkpoint(str(paths.checkpoints)) if paths.checkpoints.is_dir() else None
+    return newest_complete_checkpoint(paths.checkpoints)
+
+
+def _checkpoint_folders(folder: Path) -> list[tuple[int, Path]]:
+    """(step, folder) of every ``checkpoint-N`` folder under ``folder``, newest first."""
+    if not folder.is_dir():
+        return []
+    found = [(int(path.name.split("-")[1]), path) for path in folder.glob("checkpoint-*")
+             if path.is_dir() and path.name.split("-")[1].isdigit()]
+    return sorted(found, reverse=True)
+
+
+def newest_complete_checkpoint(folder: Path) -> str | None:
+    """The newest checkpoint whose save finished, removing newer ones a kill left half-written.
+
+    transformers writes ``trainer_state.json`` last; a checkpoint counts as complete when that
+    file parses and names the folder's step. A kill mid-save leaves the newest folder without it
+    (or with it cut short), and resuming from that folder would fail on every rerun.
+    """
+    for step, path in _checkpoint_folders(folder):
+        try:
+            state = json.loads((path / "trainer_state.json").read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            state = None
+        if isinstance(state, dict) and state.get("global_step") == step:
+            return str(path)
+        print(f"checkpoint {path.name} was not saved completely (the run was stopped while saving it); removing it", flush=True)
+        shutil.rmtree(path, ignore_errors=True)
+    return None
 
 
 def _save(model: Any, tokenizer: Any, config: RunConfig, paths: RunPaths) -> None:

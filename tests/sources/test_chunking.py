@@ -80,3 +80,34 @@ def test_split_facts_keeps_titles_with_their_names():
         "The Institute was founded in 1983 by the hydrologist Dr. Ana Reyes.",
         "The Director is Prof. Maud Ekwall.",
     ]
+
+
+def test_one_huge_line_is_chunked_in_linear_work():
+    """A one-line document without sentence ends is cut into word runs; each run costs a few counts, not one per word.
+
+    Re-counting the growing run after every word tokenised each run ~size/2 times over (a 4.9 MB line took
+    minutes); galloping and bisecting over the run's length tokenises the text about 15 times over at most.
+    """
+    text = " ".join(f"w{index}" for index in range(40_000))
+    counted = []
+
+    def counting(piece):
+        counted.append(len(piece))
+        return len(piece.split())
+
+    chunks = chunk_sections([_section(text)], counting, chunk_tokens=256, overlap_tokens=0)
+    assert sum(counted) <= 20 * len(text), f"tokenised the text {sum(counted) / len(text):.0f} times over"
+    assert all(chunk.tokens == len(chunk.text.split()) <= 256 for chunk in chunks)
+    assert [chunk.tokens for chunk in chunks[:-1]] == [256] * (len(chunks) - 1)  # runs are as long as they may be
+    assert " ".join(chunk.text for chunk in chunks) == text  # every word once, in order
+    assert all(text[chunk.start : chunk.end] == chunk.text for chunk in chunks)
+
+
+def test_a_word_longer_than_a_chunk_is_its_own_run():
+    def characters(piece):  # a stand-in tokenizer: one token per 4 characters
+        return -(-len(piece) // 4)
+
+    text = "short words " + "x" * 100 + " then more short words"
+    chunks = chunk_sections([_section(text)], characters, chunk_tokens=8, overlap_tokens=0)
+    assert "x" * 100 in [chunk.text for chunk in chunks]
+    assert " ".join(chunk.text for chunk in chunks) == text

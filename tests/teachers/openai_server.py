@@ -42,6 +42,8 @@ class OpenAIServer:
         """How long a "timeout" fault sleeps before hanging up; set it above the client's timeout."""
         self.delay_s = delay_s
         """Extra seconds before every completion, to make a job slow enough to kill mid-run."""
+        self.fault_kinds: tuple[str, ...] = FAULTS
+        """The kinds faults are drawn from (e.g. ``("500",)`` with ``fault_rate`` 1: a server that always fails)."""
         self.unauthorized = False
         """When set, every request gets HTTP 401 whose body echoes the Authorization header."""
         self._http = _HTTPServer(("127.0.0.1", 0), _Handler)
@@ -100,7 +102,7 @@ class OpenAIServer:
             self.bodies.append(body)
             self.authorization.append(authorization)
             draw = random.Random(f"{self.seed}:{key}:{self._seen[key]}")
-            fault = draw.choice(FAULTS) if draw.random() < self.fault_rate else None
+            fault = draw.choice(self.fault_kinds) if draw.random() < self.fault_rate else None
             if fault:
                 self.faults[fault] += 1
         return fault
