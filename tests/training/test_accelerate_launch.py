@@ -26,7 +26,8 @@ def test_offline_kd_trains_under_accelerate_launch_with_two_cpu_processes(tiny_c
         sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
         "--mixed_precision", "no", "--dynamo_backend", "no", "-m", "domainkd.cli", "train", str(config_path),
     ]
-    environment = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
+    # CPU processes on any machine: on a one-GPU machine the second rank would ask for a GPU that is not there
+    environment = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "CUDA_VISIBLE_DEVICES": ""}
     finished = subprocess.run(command, capture_output=True, text=True, timeout=600, env=environment)
     assert finished.returncode == 0, finished.stderr[-3000:]
 
