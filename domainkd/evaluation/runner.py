@@ -202,13 +202,14 @@ def _predictions(name: str, system: System, resources: PromptResources, question
     prompts = build_prompts(strategy, questions, resources)
     tokens = max_new_tokens(strategy, config)
     with_logliks = any(name in LOGLIK_METRICS for name in config.eval.metrics) and any(q.get("options") for q in questions)
-    fingerprint = _fingerprint(reference, prompts.conversations, tokens, with_logliks, strategy.chain_of_thought, paths)
+    dtype = _dtype(strategy.model, config)
+    fingerprint = _fingerprint(reference, prompts.conversations, tokens, with_logliks, strategy.chain_of_thought, paths, dtype)
     cached = paths.predictions(name, stage)
     if cached.is_file():
         rows = read_jsonl(cached)
         if len(rows) == len(questions) and all(row.get("fingerprint") == fingerprint for row in rows):
             return _checked(rows, resources)
-    answers = _answer(reference, prompts.conversations, questions, config, tokens, with_logliks, label=f"{stage}: {name}")
+    answers = _answer(reference, prompts.conversations, questions, config, tokens, with_logliks, f"{stage}: {name}", dtype)
     rows = []
     for question, answer, retrieved in zip(questions, answers, prompts.retrieved):
         if strategy.chain_of_thought:
@@ -242,23 +243,34 @@ def _checked(rows: list[dict], resources: PromptResources) -> list[dict]:
     return rows
 
 
+def _dtype(role: str, config: RunConfig) -> torch.dtype:
+    """The teacher answers in the number format it wrote the training data in (``teacher.dtype``); others in float32."""
+    from domainkd.teachers.hf import teacher_dtype
+
+    if role == "teacher" and config.teacher.backend == "hf":
+        return teacher_dtype(config.teacher.dtype)
+    return torch.float32
+
+
 def _fingerprint(
-    reference: str, conversations: list, max_new_tokens: int, with_logliks: bool, chain_of_thought: bool, paths: RunPaths
+    reference: str, conversations: list, max_new_tokens: int, with_logliks: bool, chain_of_thought: bool, paths: RunPaths,
+    dtype: torch.dtype = torch.float32,
 ) -> str:
     weights = paths.model / "model.safetensors"
     model_stamp = weights.stat().st_mtime_ns if reference == str(paths.model) and weights.exists() else 0
     parts = [reference, model_stamp, conversations, max_new_tokens]
     parts += (["option log-likelihoods"] if with_logliks else []) + (["chain of thought"] if chain_of_thought else [])
+    parts += [str(dtype)] if dtype != torch.float32 else []
     payload = json.dumps(parts, sort_keys=True)  # without the optional parts, the same key as before they existed
     return hashlib.sha256(payload.encode("utf-8")).hexdigest()[:16]
 
 
 def _answer(
     reference: str, conversations: list, questions: list[dict], config: RunConfig, max_new_tokens: int,
-    with_logliks: bool, label: str,
+    with_logliks: bool, label: str, dtype: torch.dtype = torch.float32,
 ) -> list[dict[str, Any]]:
     """Each question's generated answer with its cost, and option log-likelihoods for multiple choice."""
-    model, tokenizer = load_causal_lm(reference)
+    model, tokenizer = load_causal_lm(reference, dtype=dtype)
     if torch.cuda.is_available():
         model.to("cuda")
     answers = _generate(model, tokenizer, conversations, config.eval.batch_size, max_new_tokens, label)

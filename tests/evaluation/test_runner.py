@@ -73,7 +73,7 @@ def test_answers_from_excerpts_are_checked_and_a_new_check_needs_no_new_generati
                "What is the capital of Peru?": "Lima is the capital of Peru."}
     generated = []
 
-    def fake_answer(reference, conversations, questions, config, max_new_tokens, with_logliks, label):
+    def fake_answer(reference, conversations, questions, config, max_new_tokens, with_logliks, label, dtype):
         generated.append(label)
         return [{"prediction": answers[q["question"]], "seconds": 0.1, "answer_tokens": 5, "prompt_tokens": 50} for q in questions]
 
@@ -90,3 +90,34 @@ def test_answers_from_excerpts_are_checked_and_a_new_check_needs_no_new_generati
     rows = {row["id"]: row for row in read_jsonl(RunPaths(tiny_config.output_dir).predictions("base_student_with_retrieval"))}
     assert rows["q2"]["prediction"] == "Permits come from Maria Lopez." and "unchecked" not in rows["q2"]
     assert len(generated) == 1  # the second evaluation reused the generated answers
+
+
+def test_the_teacher_answers_in_its_configured_number_format_and_the_students_in_float32(tiny_config, monkeypatch):
+    import torch
+
+    import domainkd.evaluation.runner as runner
+
+    prepare_data(tiny_config)
+    tiny_config.eval.systems = ["base_student", "teacher_with_context"]
+    tiny_config.eval.metrics = ["fact_accuracy"]
+    tiny_config.teacher.dtype = "bfloat16"
+    loaded = {}
+    original = runner.load_causal_lm
+
+    def recording(reference, dtype=torch.float32, trust_remote_code=False):
+        model, tokenizer = original(reference, dtype=dtype)
+        loaded.setdefault(len(loaded), (reference, dtype, next(model.parameters()).dtype))
+        return model, tokenizer
+
+    monkeypatch.setattr(runner, "load_causal_lm", recording)
+    evaluate(tiny_config)
+    assert sorted(str(entry[2]) for entry in loaded.values()) == ["torch.bfloat16", "torch.float32"]
+    fingerprints = {}
+    for system in ("base_student", "teacher_with_context"):
+        fingerprints[system] = read_jsonl(RunPaths(tiny_config.output_dir).predictions(system))[0]["fingerprint"]
+    tiny_config.teacher.dtype = "float32"  # another number format: the teacher's answers are generated again
+    loaded.clear()
+    evaluate(tiny_config)
+    assert [entry[2] for entry in loaded.values()] == [torch.float32]
+    teacher_rows = read_jsonl(RunPaths(tiny_config.output_dir).predictions("teacher_with_context"))
+    assert teacher_rows[0]["fingerprint"] != fingerprints["teacher_with_context"]
