@@ -580,6 +580,15 @@ def _topk_token_losses(
     ``tail_and_labels`` is ``(labels,)`` or ``(tail_ids, tail_entropy, labels)``.
     """
     *tail, labels = tail_and_labels
+    valid = labels != IGNORE_INDEX  # (N,)
+    # Zeroed, garbage (NaN, inf, a padding id) at ignored positions reaches neither the value nor the gradient.
+    student_logits = torch.where(valid[:, None], student_logits, 0)
+    teacher_topk_ids = torch.where(valid[:, None], teacher_topk_ids, 0)
+    teacher_topk_logprobs = torch.where(valid[:, None], teacher_topk_logprobs, 0)
+    teacher_log_tail = torch.where(valid, teacher_log_tail, 0)
+    if tail:
+        tail_ids, tail_entropy = tail
+        tail = [torch.where(valid[:, None], tail_ids, 0), torch.where(valid, tail_entropy, 0)]
     logprobs = _log_softmax(student_logits, 1.0)  # (N, V), shared with the divergence at τ = 1
     ce = F.nll_loss(logprobs, labels, ignore_index=IGNORE_INDEX, reduction="none")
     student_logprobs = logprobs if temperature == 1 else _log_softmax(student_logits, temperature)

@@ -374,8 +374,9 @@ class KDTrainer(ResponseTrainer):
 
         On an on-policy step (a share ``kd.on_policy_fraction`` of optimizer steps, drawn from
         the seed and the step number, so a resumed run draws the same) every micro-batch's answers
-        are first replaced by ones the student samples; each is then averaged over its own tokens
-        and weighted ``1 / accumulation steps``.
+        are first replaced by ones the student samples and trained on the divergence alone (no CE on
+        the student's own tokens); each is then averaged over its own tokens and weighted
+        ``1 / accumulation steps``.
         """
         wrapped = isinstance(model, DistributedDataParallel)
         if wrapped and hasattr(model.module, PROJECTORS) and not model.static_graph:
@@ -402,7 +403,10 @@ class KDTrainer(ResponseTrainer):
             self.modules.student_head = student.get_output_embeddings().weight[: self.shared_vocab_size].detach()
             if self.modules.projectors.cross_attention:
                 batch = replace(batch, **self._index_embeds(student, inputs, response, batch))
-        loss, parts = KD_LOSSES[self.kd.loss](batch, self.kd, self.modules, num_items_in_batch)
+        # On the student's own samples the divergence alone trains (GKD, TRL's GKDTrainer): the CE term would
+        # raise the likelihood of whatever the student sampled.
+        kd = self.kd.model_copy(update={"alpha": 1.0}) if on_policy else self.kd
+        loss, parts = KD_LOSSES[self.kd.loss](batch, kd, self.modules, num_items_in_batch)
         self._add_to_log(parts, num_items_in_batch)
         if on_policy and counted_by_trainer is not None:  # the Trainer will not divide by the accumulation steps
             loss = loss / self.current_gradient_accumulation_steps

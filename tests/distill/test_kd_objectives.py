@@ -173,13 +173,29 @@ def test_student_samples_keep_the_prompt_and_label_only_the_sampled_answer(tmp_p
     assert model.training  # generation switched it to eval and back
 
 
-def test_on_policy_kd_run_trains(tiny_config, taught, tiny_teacher):
-    tiny_config.train.kd = KDConfig(
-        teacher=str(tiny_teacher), teacher_logits="online", on_policy_fraction=0.5, on_policy_max_new_tokens=8
-    )
-    taught(tiny_config)
-    summary = train(tiny_config)
-    assert summary["kd"]["on_policy_fraction"] == 0.5 and summary["steps"] >= 1
+def test_on_policy_steps_train_on_the_divergence_alone(tmp_path, student, tiny_teacher):
+    """GKD: on the student's own samples, no (1 − α)·CE term (it would reinforce whatever was sampled)."""
+    model, tokenizer = student
+    model.train()
+    teacher = load_causal_lm(tiny_teacher)[0]
+    pad = tokenizer.pad_token_id
+    on_policy_kd = KDConfig(teacher_logits="online", on_policy_fraction=1.0, alpha=0.3, on_policy_max_new_tokens=6)
+    trainer = make_trainer(tmp_path / "on", model, on_policy_kd, teacher=teacher, pad_token_id=pad)
+    batch = KDCollator(pad)(same_tokenizer_examples(tokenizer))
+    torch.manual_seed(0)
+    sampled = trainer._student_samples(model, batch)
+    trainer._student_samples = lambda model, inputs: sampled  # the same samples for the comparison below
+
+    def off_policy_loss(alpha):
+        other = make_trainer(tmp_path / f"off{alpha}", model, KDConfig(teacher_logits="online", alpha=alpha),
+                             teacher=teacher, pad_token_id=pad)
+        return other.compute_loss(model, sampled)
+
+    with torch.no_grad():
+        loss = trainer.compute_loss(model, batch)
+        divergence_only, with_ce = off_policy_loss(1.0), off_policy_loss(0.3)
+    torch.testing.assert_close(loss, divergence_only)
+    assert abs(loss.item() - with_ce.item()) > 1e-3
 
 
 def test_on_policy_steps_are_drawn_per_optimizer_step_from_the_seed(tmp_path, student, tiny_teacher):

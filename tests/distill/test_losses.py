@@ -399,3 +399,27 @@ def test_the_student_tail_mass_matches_a_masked_logsumexp_in_value_and_gradient(
     (exact_grad,) = torch.autograd.grad((exact * weights).nan_to_num(neginf=0.0).sum(), student)
     torch.testing.assert_close(fast_grad, exact_grad)
     assert not fast_grad.isnan().any()
+
+
+@pytest.mark.parametrize(("name", "with_tail"), [(name, False) for name in NAMES] + [("forward_kl", True)])  # draws: forward KL
+def test_topk_loss_garbage_at_ignored_rows_changes_nothing(name, with_tail):
+    """Stored rows at ignored positions may hold anything (padding ids, NaN): loss and gradient as if clean."""
+    student, teacher = logits(6, 9, seed=1), logits(6, 9, seed=2)
+    ignored = torch.tensor([0, 1, 0, 0, 1, 0]).bool()
+    labels = labels_for((6,), 9, ignored)
+    ids, top, log_tail = topk_from_logits(teacher, k=3)
+    tail = sample_tail(teacher, ids, log_tail, 4, generator=torch.Generator().manual_seed(0)) if with_tail else None
+    results = []
+    for garbage in (False, True):
+        s, i, t, lt = student.clone(), ids.clone(), top.clone(), log_tail.clone()
+        draws = tuple(part.clone() for part in tail) if tail else None
+        if garbage:
+            s[ignored], i[ignored], t[ignored], lt[ignored] = math.nan, -1, math.nan, math.inf
+            if draws:
+                draws[0][ignored], draws[1][ignored] = -1, math.nan
+        leaf = s.requires_grad_()
+        loss, _ = topk_kd_loss(leaf, i, t, lt, labels, divergence=name, teacher_tail=draws)
+        loss.backward()
+        results.append((loss.detach(), leaf.grad))
+    torch.testing.assert_close(results[1], results[0])
+    assert torch.isfinite(results[1][1]).all() and (results[1][1][ignored] == 0).all()
