@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from domainkd import load_config
-from domainkd.config import config_from_dict
+from domainkd.config import config_from_dict, deep_merge
 from domainkd.data.build import prepare_data, teach
 from domainkd.evaluation import evaluate
 from domainkd.io import read_jsonl
@@ -77,11 +77,7 @@ def merge(*parts: dict[str, Any]) -> dict[str, Any]:
     """Deep merge of override dicts, later ones winning."""
     merged: dict[str, Any] = {}
     for part in parts:
-        for key, value in part.items():
-            if isinstance(value, dict) and isinstance(merged.get(key), dict):
-                merged[key] = merge(merged[key], value)
-            else:
-                merged[key] = value
+        merged = deep_merge(merged, part)
     return merged
 
 
@@ -188,6 +184,8 @@ def _result(row: Row, run_dir: Path, record: dict[str, Any]) -> dict[str, Any]:
         "knowledge": metrics["systems"][row.system].get("knowledge"),
         "examples": train_summary.get("examples"), "train_steps": train_summary.get("steps"),
         **record["timings"],
+        # the training's own time (a row that reused a finished run, e.g. the demo's, took seconds to read it)
+        **({"train_s": train_summary["seconds"]} if "seconds" in train_summary else {}),
     }
 
 

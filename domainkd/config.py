@@ -573,19 +573,19 @@ def _known_names(names: list[str], registry: dict[str, Any], key: str) -> list[s
     return names
 
 
-class _DuplicateKey(Exception):
-    """A mapping of the config sets one key twice (plain YAML keeps the last one silently)."""
+class DuplicateKeyError(yaml.YAMLError):
+    """A mapping sets one key twice (YAML says it is one key; PyYAML keeps the last value silently)."""
 
 
-class _UniqueKeyLoader(yaml.SafeLoader):
-    """yaml.SafeLoader that rejects a key repeated in one mapping."""
+class UniqueKeyLoader(yaml.SafeLoader):
+    """yaml.SafeLoader that rejects a key repeated in one mapping (`DuplicateKeyError`: "'key' (line N)")."""
 
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
         seen: set[Any] = set()
         for key_node, _ in node.value:
             key = self.construct_object(key_node, deep=deep)
             if key in seen:
-                raise _DuplicateKey(f"{key!r} (line {key_node.start_mark.line + 1})")
+                raise DuplicateKeyError(f"{key!r} (line {key_node.start_mark.line + 1})")
             seen.add(key)
         return super().construct_mapping(node, deep=deep)
 
@@ -604,8 +604,8 @@ def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> Ru
     if not path.is_file():
         raise DomainKDError(f"config file {path} does not exist; pass the path of a YAML config such as examples/handbook/config.yaml.")
     try:
-        raw = yaml.load(path.read_text(encoding="utf-8"), Loader=_UniqueKeyLoader) or {}
-    except _DuplicateKey as error:
+        raw = yaml.load(path.read_text(encoding="utf-8"), Loader=UniqueKeyLoader) or {}
+    except DuplicateKeyError as error:
         raise DomainKDError(f"config file {path} sets {error} twice; keep one of the two.") from None
     except UnicodeDecodeError:
         raise DomainKDError(f"config file {path} is not UTF-8 text; save it as UTF-8.") from None
@@ -615,7 +615,7 @@ def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> Ru
         raise DomainKDError(f"config file {path} is not valid YAML{where}; fix the syntax there.") from None
     if not isinstance(raw, dict):
         raise DomainKDError(f"config file {path} must hold a mapping of sections (student, teacher, data, ...).")
-    raw = _deep_merge(raw, overrides or {})
+    raw = deep_merge(raw, overrides or {})
     config = config_from_dict(raw, source=str(path))
     base = path.parent.resolve()
     if config.data.documents is not None:
@@ -649,11 +649,12 @@ def _resolve(base: Path, path: Path) -> Path:
     return path if path.is_absolute() else base / path
 
 
-def _deep_merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+def deep_merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    """``base`` with ``extra`` merged in, mapping by mapping; ``extra``'s other values win."""
     merged = dict(base)
     for key, value in extra.items():
         if isinstance(value, dict) and isinstance(merged.get(key), dict):
-            merged[key] = _deep_merge(merged[key], value)
+            merged[key] = deep_merge(merged[key], value)
         else:
             merged[key] = value
     return merged

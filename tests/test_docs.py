@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 import yaml
 
-from domainkd.config import RunConfig, config_from_dict
+from domainkd.config import RunConfig, UniqueKeyLoader, config_from_dict, deep_merge
 from domainkd.errors import DomainKDError
 
 REPO = Path(__file__).resolve().parents[1]
@@ -75,35 +75,9 @@ def _yaml_snippets(path: Path) -> list[Snippet]:
 SNIPPETS = [snippet for page in PAGES if page.is_file() for snippet in _yaml_snippets(page)]
 
 
-class _UniqueKeyLoader(yaml.SafeLoader):
-    """yaml.safe_load, except that a key given twice in one mapping is an error (YAML says it is one,
-    PyYAML keeps the last value silently, so only that one would be validated)."""
-
-    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
-        seen = set()
-        for key_node, _ in node.value:
-            key = self.construct_object(key_node, deep=deep)
-            if key in seen:
-                raise yaml.constructor.ConstructorError(
-                    None, None, f"key {key!r} appears twice in one mapping", key_node.start_mark
-                )
-            seen.add(key)
-        return super().construct_mapping(node, deep=deep)
-
-
-def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
-    merged = dict(base)
-    for key, value in extra.items():
-        if isinstance(value, dict) and isinstance(merged.get(key), dict):
-            merged[key] = _merge(merged[key], value)
-        else:
-            merged[key] = value
-    return merged
-
-
 def validate_fragment(fragment: dict[str, Any], source: str = "snippet") -> RunConfig:
     """The fragment merged into MINIMAL, validated as a config file's contents are."""
-    return config_from_dict(_merge(MINIMAL, fragment), source=source)
+    return config_from_dict(deep_merge(MINIMAL, fragment), source=source)
 
 
 def test_the_pages_have_snippets():
@@ -139,7 +113,7 @@ def test_every_exclusion_names_one_snippet():
 @pytest.mark.parametrize("snippet", SNIPPETS, ids=lambda snippet: f"{snippet.page}:{snippet.line}")
 def test_snippet(snippet):
     try:
-        value = yaml.load(snippet.text, Loader=_UniqueKeyLoader)
+        value = yaml.load(snippet.text, Loader=UniqueKeyLoader)
     except yaml.YAMLError as error:
         pytest.fail(f"{snippet.page}:{snippet.line}: not valid YAML: {error}")
     if _excluded(snippet):
