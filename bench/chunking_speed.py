@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 
 from domainkd.models import load_tokenizer
-from domainkd.sources import chunk_sections, read_documents
+from domainkd.sources import chunk_sections, read_documents, tokenizer_counter
 
 REPO = Path(__file__).resolve().parents[1]
 WORDS = "pump basin valve flow pressure sample chlorine operator shift report gauge filter tank main".split()
@@ -47,10 +47,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--tokenizer", default="smollm2-135m-instruct")
     parser.add_argument("--output", type=Path, default=REPO / "bench" / "results" / "chunking_speed.json")
     args = parser.parse_args(argv)
-    tokenizer = load_tokenizer(args.tokenizer)
-
-    def count(text: str) -> int:
-        return len(tokenizer(text, add_special_tokens=False)["input_ids"])
+    count = tokenizer_counter(load_tokenizer(args.tokenizer))
 
     results = []
     for shape in ("one line, no sentence ends", "one line of sentences", "lines of sentences"):

@@ -29,7 +29,7 @@ import torch
 from domainkd.config import TeacherConfig
 from domainkd.data import prompts as teacher_prompts
 from domainkd.models import generate_texts, load_tokenizer, render_prompt
-from domainkd.sources import chunk_sections, read_documents, split_facts
+from domainkd.sources import chunk_sections, read_documents, split_facts, tokenizer_counter
 from domainkd.teachers import build_teacher
 
 HANDBOOK = Path(__file__).resolve().parents[1] / "examples" / "handbook" / "docs"
@@ -38,8 +38,7 @@ HANDBOOK = Path(__file__).resolve().parents[1] / "examples" / "handbook" / "docs
 def question_conversations(model: str, count: int) -> list[list[dict[str, str]]]:
     """The first ``count`` context_qa conversations over the handbook, chunked as the demo does."""
     tokenizer = load_tokenizer(model)
-    count_tokens = lambda text: len(tokenizer(text, add_special_tokens=False)["input_ids"])  # noqa: E731
-    chunks = chunk_sections(read_documents(HANDBOOK), count_tokens, chunk_tokens=320, overlap_tokens=40)
+    chunks = chunk_sections(read_documents(HANDBOOK), tokenizer_counter(tokenizer), chunk_tokens=320, overlap_tokens=40)
     facts = [(chunk.title, fact) for chunk in chunks for fact in split_facts(chunk.text)]
     return [teacher_prompts.qa_conversation(title, fact) for title, fact in facts[:count]]
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import re
 from collections import Counter
-from collections.abc import Callable
 from dataclasses import asdict
 from typing import Any
 
@@ -21,7 +20,7 @@ from domainkd.errors import DomainKDError
 from domainkd.io import read_jsonl, write_json, write_jsonl
 from domainkd.paths import RunPaths
 from domainkd.models import load_tokenizer
-from domainkd.sources import Chunk, Sources, load_sources, read_sources, save_sources
+from domainkd.sources import Chunk, Sources, TokenCounter, load_sources, read_sources, save_sources, tokenizer_counter
 from domainkd.teachers import AnswerStore, ask, build_teacher
 
 
@@ -66,14 +65,14 @@ def _configured_sources(config: RunConfig, skipped: dict[str, str] | None = None
     return sources
 
 
-def _token_counter(reference: str, trust_remote_code: bool) -> Callable[[str], int]:
-    """Tokens in a text under ``reference``'s tokenizer, loaded on first use (after the documents are found)."""
+def _token_counter(reference: str, trust_remote_code: bool) -> TokenCounter:
+    """Tokens in each of a batch of texts under ``reference``'s tokenizer, loaded on first use (after the documents are found)."""
     loaded = []
 
-    def count(text: str) -> int:
+    def count(texts: list[str]) -> list[int]:
         if not loaded:
-            loaded.append(load_tokenizer(reference, trust_remote_code=trust_remote_code))
-        return len(loaded[0](text, add_special_tokens=False)["input_ids"])
+            loaded.append(tokenizer_counter(load_tokenizer(reference, trust_remote_code=trust_remote_code)))
+        return loaded[0](texts)
 
     return count
 

@@ -1,6 +1,6 @@
 """Knowledge sources: documents cut into chunks and facts, structured records and QA sets, with provenance."""
 
-from domainkd.sources.chunking import Chunk, chunk_sections, split_facts
+from domainkd.sources.chunking import Chunk, TokenCounter, chunk_sections, split_facts, tokenizer_counter
 from domainkd.sources.collection import Sources, load_sources, read_sources, save_sources
 from domainkd.sources.documents import Section, read_documents, split_sections
 from domainkd.sources.records import QAPair, Record, read_qa_pairs, read_records
@@ -11,6 +11,7 @@ __all__ = [
     "Record",
     "Section",
     "Sources",
+    "TokenCounter",
     "chunk_sections",
     "load_sources",
     "read_documents",
@@ -20,4 +21,5 @@ __all__ = [
     "save_sources",
     "split_facts",
     "split_sections",
+    "tokenizer_counter",
 ]

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from domainkd.errors import DomainKDError
 from domainkd.io import read_jsonl, write_jsonl
-from domainkd.sources.chunking import Chunk, chunk_sections
+from domainkd.sources.chunking import Chunk, TokenCounter, chunk_sections
 from domainkd.sources.documents import read_documents
 from domainkd.sources.records import QAPair, Record, read_qa_pairs, read_records
 
@@ -32,7 +31,7 @@ def read_sources(
     documents: Path | None,
     records: list[Path],
     qa_sets: list[Path],
-    count_tokens: Callable[[str], int],
+    count_tokens: TokenCounter,
     chunk_tokens: int,
     overlap_tokens: int,
     skipped: dict[str, str] | None = None,

@@ -287,15 +287,11 @@ MARGIN = 0.1
 def handbook_chunks() -> list[Chunk]:
     """The handbook chunked as the data stage does: SmolLM2 tokens, 320 a chunk, 40 overlapping."""
     from domainkd.models import is_cached, load_tokenizer
-    from domainkd.sources import chunk_sections, read_documents
+    from domainkd.sources import chunk_sections, read_documents, tokenizer_counter
 
     if not is_cached("smollm2-135m-instruct"):
         pytest.skip("SmolLM2-135M-Instruct not fetched (`domainkd models fetch smollm2-135m-instruct`)")
-    tokenizer = load_tokenizer("smollm2-135m-instruct")
-
-    def count_tokens(text: str) -> int:
-        return len(tokenizer(text, add_special_tokens=False)["input_ids"])
-
+    count_tokens = tokenizer_counter(load_tokenizer("smollm2-135m-instruct"))
     return chunk_sections(read_documents(HANDBOOK / "docs"), count_tokens, 320, 40)
 
 
