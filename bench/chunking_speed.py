@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import random
 import tempfile
@@ -64,7 +65,8 @@ def main(argv: list[str] | None = None) -> None:
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(json.dumps({
         "machine": {"platform": platform.platform(), "python": platform.python_version()},
-        "tokenizer": args.tokenizer, "chunk_tokens": 96, "overlap_tokens": 16, "results": results,
+        "tokenizer": args.tokenizer, "tokenizers_parallelism": os.environ.get("TOKENIZERS_PARALLELISM", "unset"),
+        "load_average": os.getloadavg()[0], "chunk_tokens": 96, "overlap_tokens": 16, "results": results,
     }, indent=1), encoding="utf-8")
     print("| document | MB | chunks | tokens in chunks | seconds |\n|---|---:|---:|---:|---:|")
     for row in results:

@@ -183,7 +183,7 @@ def _units(text: str, count_tokens: TokenCounter, size: int) -> list[_Unit]:
 def _pack_words(text: str, spans: list[tuple[int, int]], count_tokens: TokenCounter, size: int) -> list[_Unit]:
     """Runs of whole words of at most ``size`` tokens covering each span (a lone longer word is its own run).
 
-    Each word is counted once with the space before it (one batch), runs are packed greedily on the
+    Each distinct word is counted once with the space before it (one batch), runs are packed greedily on the
     sum of those counts, and every run is then counted as a whole (one batch): sub-word tokenizers
     seldom merge across a space, so the sums are nearly exact, and a run the sum underestimated is
     cut again on its true counts. Linear in the text, where re-counting a run after each added word
@@ -192,7 +192,9 @@ def _pack_words(text: str, spans: list[tuple[int, int]], count_tokens: TokenCoun
     runs: list[list[tuple[int, int]]] = []  # each run: its words' (start, end)
     words = [[(start + a, start + b) for a, b in _spans(text[start:end], _WORD)] for start, end in spans]
     pieces = [text[(line[i - 1][1] if i else line[0][0]) : word[1]] for line in words for i, word in enumerate(line)]
-    estimates = iter(count_tokens(pieces) if pieces else [])
+    distinct = list(dict.fromkeys(pieces))  # text repeats its words: each distinct one is counted once
+    counted = dict(zip(distinct, count_tokens(distinct) if distinct else []))
+    estimates = iter([counted[piece] for piece in pieces])
     for line in words:
         run: list[tuple[int, int]] = []
         held = 0
