@@ -18,7 +18,7 @@ import torch
 from transformers import AutoConfig
 
 from domainkd.config import KDConfig, RunConfig
-from domainkd.distill.align import VocabularyMap, align_tokens, token_texts
+from domainkd.distill.align import VocabularyMap, align_tokens, token_bytes
 from domainkd.distill.dskd import DSKDProjectors
 from domainkd.distill.logits_store import META, TopKStore, record_teacher_topk
 from domainkd.distill.vocab import check_vocabularies, require_compatible, require_ids_shared, shared_vocab_size
@@ -73,8 +73,10 @@ def prepare_distillation(
     teacher_rows = _teacher_rows(config, paths, rows)
     if cross_tokenizer:
         _add_teacher_tokens(config, teacher_tokenizer, teacher_rows, examples)
+    pair_tokenizer = teacher_tokenizer if cross_tokenizer else tokenizer
+    vocab_map = VocabularyMap(tokenizer, pair_tokenizer) if kd.loss == "mined" else None
     if kd.loss in ("uld", "mined"):
-        _add_alignment(kd.loss, tokenizer, teacher_tokenizer if cross_tokenizer else tokenizer, examples)
+        _add_alignment(kd.loss, tokenizer, pair_tokenizer, examples, vocab_map)
     kwargs: dict[str, Any] = {
         "kd": kd,
         "shared_vocab_size": shared,
@@ -87,7 +89,7 @@ def prepare_distillation(
     if kd.loss == "dskd":
         kwargs["projectors"] = _projectors(config, student, teacher_config, cross_tokenizer)
     if kd.loss == "mined":
-        kwargs["vocab_map"] = VocabularyMap(tokenizer, teacher_tokenizer)
+        kwargs["vocab_map"] = vocab_map
     teacher_pad = _pad_token_id(teacher_tokenizer) if cross_tokenizer else None
     if kd.teacher_logits == "online":
         return Distillation({**kwargs, "teacher": _load_teacher(config, shared)}, teacher_pad)
@@ -216,15 +218,20 @@ def _add_teacher_tokens(config: RunConfig, teacher_tokenizer: Any, rows: list[di
         example["teacher_input_ids"], example["teacher_labels"] = tokens["input_ids"], tokens["labels"]
 
 
-def _add_alignment(loss: str, tokenizer: Any, teacher_tokenizer: Any, examples: list[dict]) -> None:
-    """Pair student and teacher response positions: i-th with i-th (ULD) or by minimum edit distance (MinED)."""
+def _add_alignment(
+    loss: str, tokenizer: Any, teacher_tokenizer: Any, examples: list[dict], vocab_map: VocabularyMap | None
+) -> None:
+    """Pair student and teacher response positions: i-th with i-th (ULD), or (MinED) tokens that start
+    at the same place in the answer where the teacher's token maps to the student's (``vocab_map``)."""
     for example in examples:
         student_ids = response_ids(example["labels"])
         teacher_ids = response_ids(example.get("teacher_labels", example["labels"]))
         if loss == "uld":
             pairs = [(index, index) for index in range(min(len(student_ids), len(teacher_ids)))]
         else:
-            pairs = align_tokens(token_texts(tokenizer, student_ids), token_texts(teacher_tokenizer, teacher_ids))
+            pairs = align_tokens(token_bytes(tokenizer, student_ids), token_bytes(teacher_tokenizer, teacher_ids))
+            mapped = vocab_map(torch.tensor([teacher_ids[j] for _, j in pairs], dtype=torch.long)).tolist()
+            pairs = [(i, j) for (i, j), student_id in zip(pairs, mapped) if student_ids[i] == student_id]
         example["aligned_student"] = [student for student, _ in pairs]
         example["aligned_teacher"] = [teacher for _, teacher in pairs]
 

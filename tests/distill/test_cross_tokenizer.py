@@ -17,7 +17,7 @@ from domainkd.distill import (
     uld_distance,
     uld_loss,
 )
-from domainkd.distill.align import VocabularyMap, align_tokens, levenshtein, token_texts
+from domainkd.distill.align import VocabularyMap, align_tokens, levenshtein, token_bytes, token_texts
 from tests.distill.tensors import labels_for, logits, logprobs_of
 
 NAMES = sorted(DIVERGENCES)
@@ -134,10 +134,28 @@ def test_identical_sequences_align_on_the_diagonal():
     assert align_tokens(texts, list(texts)) == [(i, i) for i in range(5)]
 
 
-def test_a_split_word_pairs_its_largest_piece():
+def test_tokens_pair_only_where_they_start_at_the_same_place():
+    """Edit-distance alignment paired "7" with " 27" and "believ" with "unbelievable": the student
+    would learn the teacher's next token after a different prefix. Now only tokens that start
+    together pair: the same token, or the first piece of a word the other side keeps whole."""
+    assert align_tokens([" The", " 2", "7", " days"], [" The", " 27", " days"]) == [(0, 0), (1, 1), (3, 2)]
     split, whole = ["un", "believ", "able", " story"], ["unbelievable", " story"]
-    assert align_tokens(split, whole) == [(1, 0), (3, 1)]
-    assert align_tokens(whole, split) == [(0, 1), (1, 3)]
+    assert align_tokens(split, whole) == [(0, 0), (3, 1)]
+    assert align_tokens(whole, split) == [(0, 0), (1, 3)]
+    assert align_tokens([" ca", "ts"], [" cat", "s"]) == [(0, 0)]  # "ts" and "s" start apart
+
+
+def test_whitespace_tokens_pair_only_with_their_twin():
+    assert align_tokens(["a", "\n", "\n", "b"], ["a", "\n\n", "b"]) == [(0, 0), (3, 2)]
+    assert align_tokens(["a", "\n", "\n", "b"], ["a", "\n", "\n", "b"]) == [(0, 0), (1, 1), (2, 2), (3, 3)]
+
+
+def test_a_character_split_into_bytes_keeps_later_tokens_in_place():
+    """By bytes, an emoji one side spells in four byte tokens and the other whole takes the same width."""
+    emoji = "😀".encode()
+    student = [b"I", b" like", *(emoji[i : i + 1] for i in range(4)), b" cats"]
+    teacher = [b"I", b" like", emoji, b" cats"]
+    assert align_tokens(student, teacher) == [(0, 0), (1, 1), (2, 2), (6, 3)]
 
 
 def test_leading_spaces_do_not_count():
@@ -150,16 +168,22 @@ def test_empty_sequences_align_to_nothing():
     assert align_tokens(["a"], []) == []
 
 
-def test_alignment_of_two_tokenizations_is_monotone_and_mostly_exact(tiny_tokenizers):
+def _same_prefix(student, teacher, student_ids, teacher_ids, pairs):
+    """Whether every pair's two tokens follow the same text (whitespace aside)."""
+    def before(tokenizer, ids, index):
+        return "".join(token_texts(tokenizer, ids[:index])).replace(" ", "").replace("\n", "")
+
+    return all(before(student, student_ids, i) == before(teacher, teacher_ids, j) for i, j in pairs)
+
+
+def test_two_tokenizations_pair_after_the_same_prefix_and_mostly(tiny_tokenizers):
     student, teacher = tiny_tokenizers
     text = "Unbelievable: the cat sat on the mats.\ndef add(x, y):\n    return x + y"
-    student_texts = token_texts(student, student.encode(text))
-    teacher_texts = token_texts(teacher, teacher.encode(text))
-    pairs = align_tokens(student_texts, teacher_texts)
-    assert len(pairs) <= min(len(student_texts), len(teacher_texts))
+    student_ids, teacher_ids = student.encode(text), teacher.encode(text)
+    pairs = align_tokens(token_bytes(student, student_ids), token_bytes(teacher, teacher_ids))
     assert all(a[0] < b[0] and a[1] < b[1] for a, b in zip(pairs, pairs[1:]))
-    exact = sum(student_texts[i].lstrip(" ") == teacher_texts[j].lstrip(" ") for i, j in pairs)
-    assert exact >= len(pairs) // 2
+    assert _same_prefix(student, teacher, student_ids, teacher_ids, pairs)
+    assert len(pairs) >= min(len(student_ids), len(teacher_ids)) // 2
 
 
 # --- vocabulary map --------------------------------------------------------------------------
@@ -235,13 +259,14 @@ def test_real_qwen_tokens_map_to_smollm2(real_tokenizers):
 
 def test_real_alignment(real_tokenizers):
     student, teacher = real_tokenizers
-    text = "Knowledge distillation trains a small student on a large teacher's distributions.\n" * 3
-    student_texts = token_texts(student, student.encode(text))
-    teacher_texts = token_texts(teacher, teacher.encode(text))
-    pairs = align_tokens(student_texts, teacher_texts)
+    text = "Knowledge distillation trains a small student on a large teacher's distributions: 27 days, 3.5 €.\n" * 3
+    student_ids, teacher_ids = student.encode(text), teacher.encode(text)
+    pairs = align_tokens(token_bytes(student, student_ids), token_bytes(teacher, teacher_ids))
     assert all(a[0] < b[0] and a[1] < b[1] for a, b in zip(pairs, pairs[1:]))
+    assert _same_prefix(student, teacher, student_ids, teacher_ids, pairs)
+    student_texts, teacher_texts = token_texts(student, student_ids), token_texts(teacher, teacher_ids)
     exact = sum(student_texts[i] == teacher_texts[j] for i, j in pairs)
-    assert exact >= 0.7 * min(len(student_texts), len(teacher_texts))  # 33 of 42 here
+    assert exact >= 0.7 * min(len(student_texts), len(teacher_texts))
 
 
 # --- ULD ---------------------------------------------------------------------------------------
@@ -418,3 +443,26 @@ def test_mined_gradient_with_duplicates_matches_finite_differences():
         return mined_kd_loss(student_logits, teacher_ids, teacher_logprobs, log_tail, labels, **options)[0]
 
     assert torch.autograd.gradcheck(loss, (student,))
+
+
+# --- MinED pairs in the prepared examples ---------------------------------------------------
+
+
+def test_mined_keeps_a_pair_only_where_the_teacher_token_maps_to_the_student_token():
+    """The first piece of a split word pairs with the whole word only when the map sends the
+    teacher's word to that piece; otherwise the position learns from its label alone."""
+    from domainkd.distill.prepare import _add_alignment
+
+    student = word_level_tokenizer(["<unk>", "un", "believ", "able", "unbelievably", "story", "re", "read"], metaspace=True)
+    teacher = word_level_tokenizer(["<unk>", "unbelievable", "story", "reread"], metaspace=True)
+    # "unbelievable story" and "reread story", as the student splits them and the teacher keeps them
+    examples = [
+        {"labels": [-100, 1, 2, 3, 5], "teacher_labels": [-100, 1, 2]},  # un believ able story | unbelievable story
+        {"labels": [-100, 6, 7, 5], "teacher_labels": [-100, 3, 2]},  # re read story | reread story
+    ]
+    vocab_map = VocabularyMap(student, teacher)
+    assert vocab_map(torch.tensor([1, 3])).tolist() == [4, 7]  # "unbelievable" → "unbelievably", "reread" → "read"
+    _add_alignment("mined", student, teacher, examples, vocab_map)
+    # "un" starts where "unbelievable" does, but the teacher's word maps to "unbelievably": no pair there
+    assert list(zip(examples[0]["aligned_student"], examples[0]["aligned_teacher"])) == [(3, 1)]
+    assert list(zip(examples[1]["aligned_student"], examples[1]["aligned_teacher"])) == [(2, 1)]
