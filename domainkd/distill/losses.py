@@ -134,8 +134,10 @@ def _adaptive_kl(student_logprobs: Tensor, teacher_logprobs: Tensor, mu: float =
     with torch.no_grad():  # the weights are constants, as in Wu et al. (2024)
         teacher_probs, order = teacher_logprobs.exp().sort(dim=-1, descending=True)
         gap = (teacher_probs - student_logprobs.exp().gather(-1, order)).abs()
-        # Smallest prefix reaching mass mu: the entries whose preceding mass is still < mu.
-        head = (teacher_probs.cumsum(-1) - teacher_probs) < mu
+        # As the authors' code: the tail is where the running mass (this entry included) exceeds mu,
+        # and the most likely token is always in the head.
+        head = teacher_probs.cumsum(-1) <= mu
+        head[..., 0] = True
         gap_head, gap_tail = (gap * head).sum(-1), (gap * ~head).sum(-1)
         total = (gap_head + gap_tail).clamp(min=torch.finfo(gap.dtype).tiny)
     forward, reverse = _forward_kl(student_logprobs, teacher_logprobs), _reverse_kl(student_logprobs, teacher_logprobs)
@@ -241,8 +243,10 @@ def total_variation(student_logits: Tensor, teacher_logits: Tensor, temperature:
 def adaptive_kl(student_logits: Tensor, teacher_logits: Tensor, temperature: float = 1.0, mu: float = 0.5) -> Tensor:
     """Adaptive KL (Wu et al. 2024) per position, in nats: ``w_head·KL(p ‖ q) + w_tail·KL(q ‖ p)``.
 
-    The head is the smallest set of the teacher's most likely tokens holding mass ≥ ``mu``,
-    the tail the rest; ``g = Σ |p − q|`` over each part and ``w_head = g_head / (g_head + g_tail)``,
+    The head is the teacher's most likely tokens whose running mass (each included) stays
+    within ``mu``, and always the most likely one; the tail the rest. This follows Wu et al.'s
+    code (``cum_sum > mu`` is the tail, the first entry forced into the head): the token that
+    crosses ``mu`` is in the tail, where "the smallest set holding ``mu``" would put it in the head; ``g = Σ |p − q|`` over each part and ``w_head = g_head / (g_head + g_tail)``,
     ``w_tail = g_tail / (g_head + g_tail)`` (both detached; 0 when ``p = q``). ``p`` is the
     teacher, ``q`` the student.
 

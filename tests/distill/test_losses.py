@@ -171,9 +171,25 @@ def test_total_variation_by_hand():
 
 
 def test_adaptive_kl_is_forward_kl_when_the_tail_matches():
-    student, teacher = logprobs_of([0.3, 0.4, 0.2, 0.1]), logprobs_of([0.4, 0.3, 0.2, 0.1])  # head: the first two
-    adaptive = divergence_from_logprobs("adaptive_kl", student, teacher)
+    student, teacher = logprobs_of([0.2, 0.3, 0.2, 0.2, 0.1]), logprobs_of([0.3, 0.2, 0.2, 0.2, 0.1])
+    adaptive = divergence_from_logprobs("adaptive_kl", student, teacher, mu=0.55)  # head: the first two (0.5)
     torch.testing.assert_close(adaptive, divergence_from_logprobs("forward_kl", student, teacher))
+
+
+def test_adaptive_kl_head_ends_before_the_token_that_crosses_mu():
+    """Wu et al.'s code: the token whose running mass passes mu is in the tail (not the head, as the
+    smallest set holding mu would have it), and the most likely token is always in the head."""
+    q, p = [0.3, 0.4, 0.2, 0.1], [0.4, 0.3, 0.2, 0.1]  # head {0}: gap 0.1; tail {1, 2, 3}: gap 0.1
+    forward = sum(a * math.log(a / b) for a, b in zip(p, q))
+    reverse = sum(b * math.log(b / a) for a, b in zip(p, q))
+    value = divergence_from_logprobs("adaptive_kl", logprobs_of(q), logprobs_of(p))
+    assert value.item() == pytest.approx(0.5 * forward + 0.5 * reverse)
+    # a most likely token above mu is the head alone: gap 0.2 there, 0.1 + 0.1 in the tail
+    q, p = [0.5, 0.3, 0.2], [0.7, 0.2, 0.1]
+    forward = sum(a * math.log(a / b) for a, b in zip(p, q))
+    reverse = sum(b * math.log(b / a) for a, b in zip(p, q))
+    value = divergence_from_logprobs("adaptive_kl", logprobs_of(q), logprobs_of(p), mu=0.3)
+    assert value.item() == pytest.approx(0.5 * forward + 0.5 * reverse)
 
 
 def test_adaptive_kl_by_hand():
