@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
 from domainkd.errors import DomainKDError
 
@@ -191,11 +191,16 @@ class KDConfig(StrictModel):
     """KD objective by name in domainkd.distill.trainer.KD_LOSSES, each (1 − alpha)·CE + alpha·KD term. `vanilla`:
     the divergence between the two distributions (same vocabulary); `dskd`: Dual-Space KD, learned projectors
     between the hidden spaces, with cross-model attention when the tokenizers differ; `uld`: sorted-probability
-    L1 (any tokenizers); `mined`: edit-distance token alignment, then the divergence (different tokenizers)."""
+    L1 (any tokenizers); `mined`: the divergence where the two tokenizers' tokens start at the same place and the
+    teacher's maps to the student's by edit distance (different tokenizers)."""
     divergence: str = "forward_kl"
     """Divergence between teacher and student distributions, by name from domainkd.distill.losses.DIVERGENCES."""
     divergence_params: dict[str, float] = Field(default_factory=dict)
     """The divergence's own parameters: `beta` (jsd), `skew` (skew_forward_kl, skew_reverse_kl), `mu` (adaptive_kl)."""
+    teacher_space_divergence: str = "forward_kl"
+    """DSKD only: the divergence of its teacher-space term (the student projected into the teacher's space, the
+    teacher as target); forward KL as the DSKD repository, whatever `divergence` is. It gets `divergence_params`
+    only when it is the same divergence."""
     alpha: float = Field(0.5, ge=0, le=1)
     """Weight of the divergence; 1 − alpha weighs the cross-entropy on the teacher's answer tokens."""
     temperature: float = Field(1.0, gt=0)
@@ -223,12 +228,12 @@ class KDConfig(StrictModel):
     chunk before the question (the excerpt prompt), the student does not, and the student learns the teacher's
     distributions on the same answer; examples without a source chunk are read as they are. Offline only."""
 
-    @field_validator("divergence")
+    @field_validator("divergence", "teacher_space_divergence")
     @classmethod
-    def _check_divergence(cls, divergence: str) -> str:
+    def _check_divergence(cls, divergence: str, info: ValidationInfo) -> str:
         from domainkd.distill.losses import DIVERGENCES
 
-        return _known_names([divergence], DIVERGENCES, "train.kd.divergence")[0]
+        return _known_names([divergence], DIVERGENCES, f"train.kd.{info.field_name}")[0]
 
     @model_validator(mode="after")
     def _check_divergence_params(self) -> KDConfig:

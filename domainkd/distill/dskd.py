@@ -75,6 +75,7 @@ class _Setup:
     teacher_space_divergence: str  # s2t_kd
     temperature: float
     params: dict[str, float] = field(default_factory=dict)
+    kd_scale: float = 1.0  # τ² on t2s_kd and s2t_kd when asked
 
     @property
     def teacher_space_params(self) -> dict[str, float]:
@@ -89,6 +90,7 @@ def _setup(
     teacher_space_divergence: str,
     temperature: float,
     params: dict[str, float],
+    scale_by_temperature_squared: bool = False,
 ) -> _Setup:
     """The checked shared arguments, heads detached (frozen, as in the repo)."""
     for name in (divergence, teacher_space_divergence):
@@ -97,7 +99,8 @@ def _setup(
     if not temperature > 0:
         raise ValueError(f"temperature must be > 0, got {temperature}.")
     heads = (student_head.detach(), teacher_head.detach())
-    return _Setup(*heads, projectors, divergence, teacher_space_divergence, temperature, params)
+    scale = temperature**2 if scale_by_temperature_squared else 1.0
+    return _Setup(*heads, projectors, divergence, teacher_space_divergence, temperature, params, scale)
 
 
 # --- shared pieces -------------------------------------------------------------------
@@ -139,12 +142,12 @@ def _t2s_terms(
     t2s_kd = losses.divergence(
         setup.divergence, student_logits, t2s_logits.detach(), setup.temperature, **setup.params
     )
-    return t2s_ce, t2s_kd, t2s_logits.detach().argmax(-1) == labels
+    return t2s_ce, setup.kd_scale * t2s_kd, t2s_logits.detach().argmax(-1) == labels
 
 
 def _s2t_term(s2t_logits: Tensor, teacher_logits: Tensor, setup: _Setup) -> Tensor:
     """Teacher-space ``s2t_kd = D(s2t ‖ teacher)`` per position ``(m,)``, the teacher as target."""
-    return losses.divergence(
+    return setup.kd_scale * losses.divergence(
         setup.teacher_space_divergence, s2t_logits, teacher_logits, setup.temperature, **setup.teacher_space_params
     )
 
@@ -221,6 +224,7 @@ def dskd_loss(
     normaliser: int | float | Tensor | None = None,
     chunk_size: int | None = None,
     teacher_space_divergence: str = "forward_kl",
+    scale_by_temperature_squared: bool = False,
     **divergence_params: float,
 ) -> tuple[Tensor, dict[str, Tensor]]:
     """DSKD for a shared vocabulary (the repo's ``DualSpaceKD``): ``t2s_ce + t2s_kd + s2t_kd``.
@@ -256,6 +260,7 @@ def dskd_loss(
         chunk_size: if set, positions go ``chunk_size`` at a time, each chunk recomputed in
             backward (activation checkpointing); the result equals the unchunked one.
         teacher_space_divergence: a name in ``DIVERGENCES``, for ``s2t_kd``.
+        scale_by_temperature_squared: multiply ``t2s_kd`` and ``s2t_kd`` by ``τ²`` (not ``t2s_ce``).
         divergence_params: ``divergence``'s own (``beta``, ``skew``, ``mu``).
 
     Returns:
@@ -264,7 +269,8 @@ def dskd_loss(
         whose ``t2s`` argmax is the label, same normalisation) and ``tokens``.
     """
     setup = _setup(
-        student_head, teacher_head, projectors, divergence, teacher_space_divergence, temperature, divergence_params
+        student_head, teacher_head, projectors, divergence, teacher_space_divergence, temperature, divergence_params,
+        scale_by_temperature_squared,
     )
     inputs = (
         student_logits,
@@ -304,27 +310,20 @@ def _attend(align: Tensor, pairs: Tensor) -> Tensor:
     return align.masked_fill(~pairs, -math.inf).masked_fill(empty, 0).softmax(-1)
 
 
-def _cma_example(
-    student_logits: Tensor,
+def _cma_attention(
     student_hidden: Tensor,
     student_index_embeds: Tensor,
     labels: Tensor,
-    teacher_logits: Tensor | None,
     teacher_hidden: Tensor,
     teacher_index_embeds: Tensor,
     teacher_labels: Tensor,
     setup: _Setup,
-) -> dict[str, Term]:
-    """One example's per-position terms: ``t2s_*`` at its ``n`` student, ``s2t_kd`` at its ``m`` teacher positions."""
+) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """One example's cross-model attention: the attended hidden states ``t2s (n, ds)`` at its student
+    positions and ``s2t (m, dt)`` at its teacher positions, and which of each had anything to attend to."""
     student_valid, teacher_valid = labels != IGNORE_INDEX, teacher_labels != IGNORE_INDEX
-    student_logits, student_hidden, student_index_embeds = _zero_invalid(
-        student_valid, student_logits, student_hidden, student_index_embeds
-    )
+    student_hidden, student_index_embeds = _zero_invalid(student_valid, student_hidden, student_index_embeds)
     teacher_hidden, teacher_index_embeds = _zero_invalid(teacher_valid, teacher_hidden, teacher_index_embeds)
-    if teacher_logits is None:
-        teacher_logits = _read_out(teacher_hidden, setup.teacher_head)  # (m, Vt)
-    else:
-        (teacher_logits,) = _zero_invalid(teacher_valid, teacher_logits)
     teacher_size = teacher_hidden.shape[-1]
     keys = _divided_by_std(teacher_index_embeds, teacher_valid)  # (m, 2·dt)
     values_in = _divided_by_std(teacher_hidden, teacher_valid) + _divided_by_std(
@@ -333,20 +332,28 @@ def _cma_example(
     queries = _float(_project(setup.projectors.query, student_index_embeds))  # (n, 2·dt)
     align = queries @ keys.T.to(queries.dtype) / math.sqrt(2 * teacher_size)  # (n, m)
     pairs = student_valid[:, None] & teacher_valid[None, :]  # (n, m)
-
     t2s_hidden = _attend(align, pairs) @ _float(_project(setup.projectors.t2s, values_in))  # (n, ds)
-    t2s_logits = _read_out(t2s_hidden, setup.student_head)  # (n, Vs)
-    t2s_ce, t2s_kd, t2s_correct = _t2s_terms(student_logits, t2s_logits, labels, setup)
     s2t_hidden = _attend(align.T, pairs.T) @ _float(_project(setup.projectors.s2t, student_hidden))  # (m, dt)
-    s2t_kd = _s2t_term(_read_out(s2t_hidden, setup.teacher_head), teacher_logits, setup)  # (m,)
+    return t2s_hidden, s2t_hidden, pairs.any(1), pairs.any(0)
 
-    t2s_counts, s2t_counts = pairs.any(1), pairs.any(0)  # positions with something to attend to
-    return {
-        "t2s_ce": (t2s_ce, t2s_counts),
-        "t2s_kd": (t2s_kd, t2s_counts & t2s_correct),  # the repo's accuracy mask
-        "s2t_kd": (s2t_kd, s2t_counts),
-        "t2s_correct": (t2s_correct, t2s_counts),
-    }
+
+def _cma_student_rows(student_logits: Tensor, t2s_hidden: Tensor, labels: Tensor, setup: _Setup) -> tuple[Tensor, ...]:
+    """``t2s_ce``, ``t2s_kd`` and t2s correctness ``(n,)`` from attended teacher states, row by row."""
+    (student_logits, t2s_hidden) = _zero_invalid(labels != IGNORE_INDEX, student_logits, t2s_hidden)
+    return _t2s_terms(student_logits, _read_out(t2s_hidden, setup.student_head), labels, setup)
+
+
+def _cma_teacher_rows(
+    s2t_hidden: Tensor, teacher_logits: Tensor | None, teacher_hidden: Tensor, teacher_labels: Tensor, setup: _Setup
+) -> tuple[Tensor]:
+    """``s2t_kd (m,)`` from attended student states against the teacher's distribution, row by row."""
+    valid = teacher_labels != IGNORE_INDEX
+    s2t_hidden, teacher_hidden = _zero_invalid(valid, s2t_hidden, teacher_hidden)
+    if teacher_logits is None:
+        teacher_logits = _read_out(teacher_hidden, setup.teacher_head)  # (m, Vt)
+    else:
+        (teacher_logits,) = _zero_invalid(valid, teacher_logits)
+    return (_s2t_term(_read_out(s2t_hidden, setup.teacher_head), teacher_logits, setup),)
 
 
 def _check_cma_inputs(
@@ -370,14 +377,6 @@ def _split_examples(tensors: tuple[Tensor | None, ...], counts: Tensor) -> list[
     return list(zip(*split))
 
 
-def _concatenate(examples: list[dict[str, Term]]) -> dict[str, Term]:
-    """The examples' per-position terms joined into one batch's, name by name."""
-    return {
-        name: (torch.cat([e[name][0] for e in examples]), torch.cat([e[name][1] for e in examples]))
-        for name in examples[0]
-    }
-
-
 def cma_dskd_loss(
     student_logits: Tensor,
     student_hidden: Tensor,
@@ -396,7 +395,9 @@ def cma_dskd_loss(
     divergence: str = "forward_kl",
     temperature: float = 1.0,
     normaliser: int | float | Tensor | None = None,
+    chunk_size: int | None = None,
     teacher_space_divergence: str = "forward_kl",
+    scale_by_temperature_squared: bool = False,
     **divergence_params: float,
 ) -> tuple[Tensor, dict[str, Tensor]]:
     """DSKD across vocabularies with cross-model attention (the repo's ``DualSpaceKDWithCMA``).
@@ -423,8 +424,10 @@ def cma_dskd_loss(
     teacher temperature on ``t2s_logits`` (``--teacher-temperature``) is not offered.
     Both embeddings are detached (as in the repo), so only ``query`` learns from ``align``.
 
-    Memory: examples go one at a time, but each keeps ``(n, Vs)`` and ``(m, Vt)`` logits
-    (and float32 log-softmaxes) alive until backward, i.e. ``N × Vs + M × Vt`` per batch.
+    Memory: the attention goes example by example (``n × m`` each); the read-outs through the
+    heads keep ``(N, Vs)`` and ``(M, Vt)`` logits (and float32 log-softmaxes) alive until
+    backward, unless ``chunk_size`` is set: then ``chunk_size`` rows of each side at a time,
+    each chunk recomputed in backward (the result equals the unchunked one).
 
     Args:
         student_logits: ``(N, Vs)``, ``N = Σ student_counts``, examples one after another.
@@ -441,8 +444,10 @@ def cma_dskd_loss(
         student_head: ``(Vs, d_s)``, frozen here.
         teacher_head: ``(Vt, d_t)``, frozen here.
         projectors: built with ``cross_attention=True``.
-        divergence, temperature, teacher_space_divergence, divergence_params: as in :func:`dskd_loss`.
+        divergence, temperature, teacher_space_divergence, scale_by_temperature_squared,
+            divergence_params: as in :func:`dskd_loss`.
         normaliser: student tokens of the whole accumulated batch; defaults to this batch's.
+        chunk_size: rows per chunk of the read-outs, as in :func:`dskd_loss`.
 
     Returns:
         The scalar KD loss and its detached parts, as in :func:`dskd_loss`.
@@ -452,12 +457,25 @@ def cma_dskd_loss(
     rows = (labels.shape[0], teacher_labels.shape[0])
     _check_cma_inputs(student_counts, teacher_counts, rows, teacher_index_embeds.shape[-1], teacher_hidden.shape[-1])
     setup = _setup(
-        student_head, teacher_head, projectors, divergence, teacher_space_divergence, temperature, divergence_params
+        student_head, teacher_head, projectors, divergence, teacher_space_divergence, temperature, divergence_params,
+        scale_by_temperature_squared,
     )
-    students = _split_examples((student_logits, student_hidden, student_index_embeds.detach(), labels), student_counts)
-    teacher_inputs = (teacher_logits, teacher_hidden, teacher_index_embeds, teacher_labels)
-    teachers = _split_examples(tuple(None if x is None else x.detach() for x in teacher_inputs), teacher_counts)
-    examples = [_cma_example(*student, *teacher, setup=setup) for student, teacher in zip(students, teachers)]
-    terms = _concatenate(examples)
-    t2s_correct = terms.pop("t2s_correct")
-    return _reduce(terms, t2s_correct, (labels != IGNORE_INDEX).sum(), normaliser)
+    teacher_logits, teacher_hidden, teacher_index_embeds = (
+        None if x is None else x.detach() for x in (teacher_logits, teacher_hidden, teacher_index_embeds)
+    )
+    students = _split_examples((student_hidden, student_index_embeds.detach(), labels), student_counts)
+    teachers = _split_examples((teacher_hidden, teacher_index_embeds, teacher_labels), teacher_counts)
+    attended = [_cma_attention(*student, *teacher, setup=setup) for student, teacher in zip(students, teachers)]
+    t2s_hidden, s2t_hidden, t2s_counts, s2t_counts = (torch.cat(parts) for parts in zip(*attended))
+    t2s_ce, t2s_kd, t2s_correct = _chunked(
+        partial(_cma_student_rows, setup=setup), (student_logits, t2s_hidden, labels), chunk_size
+    )
+    (s2t_kd,) = _chunked(
+        partial(_cma_teacher_rows, setup=setup), (s2t_hidden, teacher_logits, teacher_hidden, teacher_labels), chunk_size
+    )
+    terms = {
+        "t2s_ce": (t2s_ce, t2s_counts),
+        "t2s_kd": (t2s_kd, t2s_counts & t2s_correct),  # the repo's accuracy mask
+        "s2t_kd": (s2t_kd, s2t_counts),
+    }
+    return _reduce(terms, (t2s_correct, t2s_counts), (labels != IGNORE_INDEX).sum(), normaliser)

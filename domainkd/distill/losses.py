@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import partial
 
 import torch
@@ -311,6 +311,7 @@ class KDLossParts:
     ce: Tensor  # cross-entropy on the labels, same normalisation as the loss
     kd: Tensor  # the divergence term (τ²-scaled when asked), same normalisation
     tokens: Tensor  # valid tokens in this (micro-)batch
+    extra: dict[str, Tensor] = field(default_factory=dict)  # a loss's own terms (DSKD's), same normalisation
 
 
 def _token_losses(

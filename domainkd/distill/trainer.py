@@ -29,6 +29,7 @@ from transformers import GenerationConfig
 
 from domainkd.config import KDConfig
 from domainkd.distill.align import VocabularyMap
+from domainkd.distill.dskd import LOSS_TERMS as DSKD_TERMS
 from domainkd.distill.dskd import DSKDProjectors, cma_dskd_loss, dskd_loss
 from domainkd.distill.logits_store import TopKStore
 from domainkd.distill.losses import (
@@ -117,14 +118,17 @@ def _settings(kd: KDConfig, normaliser: Tensor | int | None) -> dict[str, Any]:
 
 
 def _with_ce(
-    batch: KDBatch, kd_term: Tensor, alpha: float, normaliser: Tensor | int | None
+    batch: KDBatch, kd_term: Tensor, alpha: float, normaliser: Tensor | int | None, extra: dict[str, Tensor] | None = None
 ) -> tuple[Tensor, KDLossParts]:
-    """``(1 − α)·CE + α·kd_term`` with CE over every student response position, divided by ``normaliser``."""
+    """``(1 − α)·CE + α·kd_term`` with CE over every student response position, divided by ``normaliser``.
+
+    ``extra``: the KD loss's own detached terms, logged beside ``ce`` and ``kd``.
+    """
     ce_per_token = F.cross_entropy(batch.student_logits.float(), batch.labels, reduction="none")  # (N,)
     valid = batch.labels != IGNORE_INDEX
     ce = masked_mean(ce_per_token, valid, normaliser)
     loss = (1 - alpha) * ce + alpha * kd_term
-    return loss, KDLossParts(ce=ce.detach(), kd=kd_term.detach(), tokens=valid.sum())
+    return loss, KDLossParts(ce=ce.detach(), kd=kd_term.detach(), tokens=valid.sum(), extra=extra or {})
 
 
 def vanilla_kd(
@@ -143,17 +147,27 @@ def vanilla_kd(
 def dual_space_kd(
     batch: KDBatch, kd: KDConfig, modules: KDModules, normaliser: Tensor | int | None
 ) -> tuple[Tensor, KDLossParts]:
-    """DSKD: ``(1 − α)·CE + α·(t2s CE + KD in the student's space + KD in the teacher's space)``.
+    """DSKD: ``(1 − α)·CE + α·(t2s CE + D in the student's space + D' in the teacher's space)``.
 
-    Same vocabulary: the teacher's hidden states at the same positions; different
-    vocabularies: cross-model attention between the two tokenisations of each example. The
-    teacher's logits come from its hidden states and head when only those were stored.
+    ``D`` is ``kd.divergence``, ``D'`` is ``kd.teacher_space_divergence`` (forward KL by default,
+    as the DSKD repository). Same vocabulary: the teacher's hidden states at the same
+    positions; different vocabularies: cross-model attention between the two tokenisations
+    of each example. The teacher's logits come from its hidden states and head when only
+    those were stored. DSKD's own terms (``t2s_ce``, ``t2s_kd``, ``s2t_kd``, ``t2s_accuracy``)
+    are logged.
     """
     teacher_logits = batch.teacher if isinstance(batch.teacher, Tensor) else None
-    common = {"divergence": kd.divergence, "temperature": kd.temperature, "normaliser": normaliser}
-    common.update(kd.divergence_params)
+    common = {
+        "divergence": kd.divergence,
+        "teacher_space_divergence": kd.teacher_space_divergence,
+        "temperature": kd.temperature,
+        "scale_by_temperature_squared": kd.scale_by_temperature_squared,
+        "normaliser": normaliser,
+        "chunk_size": kd.chunk_size,
+        **kd.divergence_params,
+    }
     if modules.projectors.cross_attention:
-        kd_term, _ = cma_dskd_loss(
+        kd_term, parts = cma_dskd_loss(
             student_hidden=batch.student_hidden,
             student_index_embeds=batch.student_index_embeds,
             teacher_hidden=batch.teacher_hidden,
@@ -170,7 +184,7 @@ def dual_space_kd(
             **common,
         )
     else:
-        kd_term, _ = dskd_loss(
+        kd_term, parts = dskd_loss(
             batch.student_logits,
             batch.student_hidden,
             teacher_logits,
@@ -179,10 +193,10 @@ def dual_space_kd(
             modules.student_head,
             modules.teacher_head,
             modules.projectors,
-            chunk_size=kd.chunk_size,
             **common,
         )
-    return _with_ce(batch, kd_term, kd.alpha, normaliser)
+    extra = {name: parts[name] for name in (*DSKD_TERMS, "t2s_accuracy")}
+    return _with_ce(batch, kd_term, kd.alpha, normaliser, extra)
 
 
 def _aligned_teacher_topk(batch: KDBatch, kd: KDConfig, rows: Tensor) -> TeacherTopK:
@@ -551,15 +565,16 @@ class KDTrainer(ResponseTrainer):
         if not self.model.training:
             return
         tokens = parts.tokens if normaliser is None else normaliser  # undo the division: sums over tokens
-        self._logged_sums["ce"] += float(parts.ce * tokens)
-        self._logged_sums["kd"] += float(parts.kd * tokens)
+        for name, value in {"ce": parts.ce, "kd": parts.kd, **parts.extra}.items():
+            self._logged_sums[name] = self._logged_sums.get(name, 0.0) + float(value * tokens)
         self._logged_sums["tokens"] += int(parts.tokens)
 
     def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
-        """Add ``ce`` and ``kd``, per-token means since the last log (0 without tokens), to each training-loss entry."""
+        """Add ``ce``, ``kd`` and the loss's own terms (DSKD's), per-token means since the last log (0 without
+        tokens), to each training-loss entry."""
         if "loss" in logs:
             sums, tokens = self._logged_sums, max(self._logged_sums["tokens"], 1)
-            logs = {**logs, "ce": round(sums["ce"] / tokens, 4), "kd": round(sums["kd"] / tokens, 4)}
+            logs = {**logs, **{name: round(total / tokens, 4) for name, total in sums.items() if name != "tokens"}}
             self._logged_sums = {"ce": 0.0, "kd": 0.0, "tokens": 0}
         super().log(logs, start_time)
 

@@ -82,14 +82,6 @@ def grads(loss, *tensors):
     return torch.autograd.grad(loss, tensors, allow_unused=True)
 
 
-def test_projector_shapes():
-    plain, cross = DSKDProjectors(8, 12, cross_attention=False), DSKDProjectors(8, 12, cross_attention=True)
-    assert plain.t2s.weight.shape == (8, 12) and plain.s2t.weight.shape == (12, 8) and plain.query is None
-    assert cross.query.weight.shape == (24, 16)
-    with pytest.raises(ValueError, match="hidden sizes"):
-        DSKDProjectors(0, 12, cross_attention=False)
-
-
 def test_shapes_finite_and_the_parts_sum_to_the_loss():
     loss, parts = same_case().loss(projectors(), temperature=2.0)
     assert loss.shape == () and torch.isfinite(loss)
@@ -233,6 +225,8 @@ def test_training_only_the_projectors_lowers_t2s_ce():
 
 
 def test_bad_arguments_are_rejected():
+    with pytest.raises(ValueError, match="hidden sizes"):
+        DSKDProjectors(0, 12, cross_attention=False)
     case, proj = same_case(), projectors()
     with pytest.raises(ValueError, match="unknown divergence 'kl'"):
         case.loss(proj, divergence="kl")
@@ -459,8 +453,36 @@ def test_cma_training_only_the_projectors_lowers_t2s_ce():
     assert history[-1] < 0.5 * history[0]
 
 
+def test_cma_chunked_equals_unchunked():
+    """Row chunks of the read-outs (recomputed in backward) give the same loss, parts and gradients."""
+    case, proj = cross_case(student_counts=(5, 4), teacher_counts=(3, 6), seed=2).leaves(), projectors(True)
+    case.labels[2] = IGNORE_INDEX
+    results = []
+    for chunk_size in (None, 2, 4):
+        loss, parts = case.loss(proj, divergence="jsd", beta=0.3, temperature=1.5, chunk_size=chunk_size)
+        leaves = (case.student_logits, case.student_hidden, *proj.parameters())
+        results.append((loss, *(parts[name] for name in (*TERMS, "t2s_accuracy")), *grads(loss, *leaves)))
+    for unchunked, *chunked in zip(*results):
+        for value in chunked:
+            torch.testing.assert_close(value, unchunked)
+
+
+@pytest.mark.parametrize("cross", [False, True])
+def test_temperature_squared_scales_both_kd_terms_and_not_the_projector_ce(cross):
+    case = cross_case() if cross else same_case()
+    proj = projectors(cross_attention=cross)
+    _, plain = case.loss(proj, temperature=2.0)
+    scaled_loss, scaled = case.loss(proj, temperature=2.0, scale_by_temperature_squared=True)
+    torch.testing.assert_close(scaled["t2s_ce"], plain["t2s_ce"])
+    for name in ("t2s_kd", "s2t_kd"):
+        torch.testing.assert_close(scaled[name], 4 * plain[name])
+    torch.testing.assert_close(scaled_loss.detach(), sum(scaled[name] for name in TERMS))
+
+
 def test_cma_bad_arguments_are_rejected():
     case = cross_case()
+    with pytest.raises(ValueError, match="chunk_size"):
+        case.loss(projectors(cross_attention=True), chunk_size=0)
     with pytest.raises(ValueError, match="cross_attention=True"):
         case.loss(projectors(cross_attention=False))
     with pytest.raises(ValueError, match="counts sum"):

@@ -86,14 +86,27 @@ def test_dskd_training_updates_projectors_and_saves_a_plain_student(tiny_config,
 
 @pytest.mark.parametrize("loss", ["dskd", "uld", "mined"])
 @pytest.mark.parametrize("teacher_logits", ["offline", "online"])
-def test_cross_tokenizer_losses_train(tiny_config, taught, other_teacher, loss, teacher_logits):
-    tiny_config.train.kd = KDConfig(teacher=str(other_teacher), loss=loss, teacher_logits=teacher_logits, top_k=8)
+def test_cross_tokenizer_losses_bring_the_student_towards_the_teacher(
+    tiny_config, taught, other_teacher, loss, teacher_logits
+):
+    """Across tokenizers, training on the KD term alone (alpha 1) lowers it: the gradient reaches the
+    student and points at the teacher, at rows the teacher's distribution was paired with."""
+    tiny_config.train.kd = KDConfig(
+        teacher=str(other_teacher), loss=loss, teacher_logits=teacher_logits, top_k=8, alpha=1.0
+    )
     tiny_config.train.max_length = 320  # the other tokenizer spends more tokens on the same text
+    tiny_config.train.epochs = 6
+    tiny_config.train.learning_rate = 3e-3
     taught(tiny_config)
     summary = train(tiny_config)
-    assert summary["objective"] == "kd" and summary["steps"] >= 1
-    assert all(torch.isfinite(torch.tensor(entry["loss"])) for entry in summary["log"])
-    assert all(entry["kd"] > 0 for entry in summary["log"])  # the teacher's signal reached the loss
+    log = summary["log"]
+    assert summary["objective"] == "kd" and len(log) >= 3
+    assert all(torch.isfinite(torch.tensor(entry["loss"])) for entry in log)
+    # DSKD's kd is dominated by its projector's CE over the student vocabulary (ln 400 at the start),
+    # which falls slowly; its distillation terms are logged on their own.
+    term = "s2t_kd" if loss == "dskd" else "kd"
+    assert log[0][term] > 0 and log[-1][term] < 0.9 * log[0][term], [entry[term] for entry in log]
+    assert log[-1]["kd"] < log[0]["kd"]
     if teacher_logits == "offline":
         meta = json.loads((RunPaths(tiny_config.output_dir).teacher_topk / "meta.json").read_text())
         assert meta["vocab_size"] == len(load_tokenizer(other_teacher))  # recorded in the teacher's own vocabulary

@@ -115,9 +115,25 @@ def test_bad_kd_settings_give_one_sentence(kd, expected):
         config_from_dict({"train": {"kd": kd}})
 
 
-def test_divergence_params_reach_the_config():
-    kd = KDConfig(divergence="jsd", divergence_params={"beta": 0.3})
-    assert kd.divergence_params == {"beta": 0.3}
+@pytest.mark.parametrize(("divergence", "params"), [("jsd", {"beta": 0.2}), ("skew_reverse_kl", {"skew": 0.3}),
+                                                    ("adaptive_kl", {"mu": 0.8})])
+def test_divergence_params_reach_the_loss(tmp_path, student, teacher, examples, divergence, params):
+    """The configured parameter is the one the trainer's loss uses: its value equals the divergence
+    computed by hand with that parameter, and differs from the default's."""
+    from domainkd.distill.losses import divergence as divergence_of
+
+    model, tokenizer = student
+    batch = collate(examples, tokenizer.pad_token_id)
+    kd = KDConfig(teacher_logits="online", alpha=1.0, temperature=1.5, divergence=divergence, divergence_params=params)
+    inputs = {"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"]}
+    response = batch["labels"][:, 1:] != -100
+    with torch.no_grad():
+        loss = make_trainer(tmp_path, model, kd, teacher=teacher).compute_loss(model, batch)
+        student_logits, teacher_logits = (m(**inputs).logits[:, :-1][response] for m in (model, teacher))
+        by_hand = divergence_of(divergence, student_logits, teacher_logits, 1.5, **params).mean()
+        default = divergence_of(divergence, student_logits, teacher_logits, 1.5).mean()
+    torch.testing.assert_close(loss, by_hand, atol=1e-5, rtol=1e-5)
+    assert abs(by_hand.item() - default.item()) > 1e-3
 
 
 # --- vocabularies --------------------------------------------------------------------
@@ -270,7 +286,7 @@ def test_padded_teacher_distils_over_the_shared_columns(tiny_config, taught, pad
     assert meta["vocab_size"] == len(load_tokenizer(tiny_config.student.model))  # the padded rows are cut
 
 
-def test_online_kd_run_trains(tiny_config, taught, tiny_teacher):
+def test_online_kd_run_records_no_store(tiny_config, taught, tiny_teacher):
     tiny_config.train.kd = KDConfig(teacher=str(tiny_teacher), teacher_logits="online", alpha=0.7)
     taught(tiny_config)
     summary = train(tiny_config)
