@@ -212,9 +212,9 @@ class KDConfig(StrictModel):
     top_k: int = Field(64, ge=1)
     """Teacher tokens kept per position when offline; the rest of its mass is one bucket."""
     tail_samples: int = Field(8, ge=0)
-    """Offline vanilla forward KL: ids drawn per position from the teacher's tail (outside its top k), with the
-    tail's entropy, so the loss estimates the full-vocabulary KL without bias (top-k + bucket alone is ~10% low);
-    0 stores none."""
+    """Offline vanilla forward KL: ids drawn per position and epoch from the teacher's tail (outside its top k),
+    with the tail's entropy, so the loss estimates the full-vocabulary KL without bias (top-k + bucket alone is
+    ~10% low); the store keeps this many for every epoch and no draw is used twice. 0 stores none."""
     chunk_size: int | None = Field(None, ge=1)
     """Positions per loss chunk, recomputed in backward to bound float32 vocabulary-sized memory; None: all at once."""
     projector_learning_rate: float | None = Field(1e-3, gt=0)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import gc
 import json
+import math
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -110,7 +111,7 @@ def prepare_distillation(
         "system_prompt": config.system_prompt,
         "teacher_tokenisation": "teacher" if cross_tokenizer else "student",
         "hidden_states": kd.loss == "dskd",
-        "tail_samples": _tail_samples(kd),
+        "tail_samples": _tail_samples(kd, config.train.epochs),
         "seed": config.train.seed,
     }
     if kd.teacher_context != "none":  # absent otherwise, so stores recorded before the setting keep their key
@@ -128,9 +129,11 @@ def prepare_distillation(
     return Distillation({**kwargs, "store": store}, teacher_pad)
 
 
-def _tail_samples(kd: KDConfig) -> int:
-    """Tail draws the store keeps: they correct the vanilla forward KL only (see ``tail_correction``)."""
-    return kd.tail_samples if kd.loss == "vanilla" and kd.divergence == "forward_kl" else 0
+def _tail_samples(kd: KDConfig, epochs: float) -> int:
+    """Tail draws the store keeps per token: ``kd.tail_samples`` for each epoch, so no draw is used twice
+    (see :meth:`KDTrainer._stored_topk`); they correct the vanilla forward KL only (``tail_correction``)."""
+    uses = math.ceil(epochs)
+    return kd.tail_samples * uses if kd.loss == "vanilla" and kd.divergence == "forward_kl" else 0
 
 
 def _require_supported(config: RunConfig, cross_tokenizer: bool) -> None:

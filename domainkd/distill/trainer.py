@@ -502,7 +502,14 @@ class KDTrainer(ResponseTrainer):
         return {"student_index_embeds": student_index, "teacher_index_embeds": teacher_index}
 
     def _stored_topk(self, indices: Tensor, response_counts: Tensor) -> TeacherTopK:
-        """The store's rows of examples ``indices (B,)``, concatenated in batch order ``(M, ...)``."""
+        """The store's rows of examples ``indices (B,)``, concatenated in batch order ``(M, ...)``.
+
+        A store keeps ``kd.tail_samples`` tail draws per token for each epoch; epoch ``e`` uses the
+        ``e``-th set, so no draw is used twice and the student cannot fit its tail to a few fixed ids
+        (fitting free logits to 8 draws reused at every step left a true KL of 0.115 nats/token where
+        fresh draws left 0.011, ``bench/tail_estimator.py``). A store whose draws are not a multiple of
+        ``kd.tail_samples`` uses all of them every epoch.
+        """
         rows = [self.store[index] for index in indices.tolist()]
         for index, count, (ids, _, _) in zip(indices.tolist(), response_counts.tolist(), rows):
             if len(ids) != count:
@@ -513,7 +520,17 @@ class KDTrainer(ResponseTrainer):
         ids, logprobs, log_tail = (torch.cat(parts).to(indices.device) for parts in zip(*rows))
         tails = [self.store.tail(index) for index in indices.tolist()]
         tail = None if tails[0] is None else tuple(torch.cat(parts).to(indices.device) for parts in zip(*tails))
+        if tail is not None:
+            tail = (self._this_epochs_draws(tail[0]), tail[1])
         return TeacherTopK(ids, logprobs, log_tail, tail)
+
+    def _this_epochs_draws(self, tail_ids: Tensor) -> Tensor:
+        """The columns of ``tail_ids (M, draws)`` that belong to the current epoch (all, if they do not divide)."""
+        per_epoch, draws = self.kd.tail_samples, tail_ids.shape[1]
+        if not per_epoch or draws % per_epoch or draws == per_epoch:
+            return tail_ids
+        epoch = int(self.state.epoch or 0) % (draws // per_epoch)
+        return tail_ids[:, epoch * per_epoch : (epoch + 1) * per_epoch]
 
     # --- on-policy steps (GKD) ---
 

@@ -357,3 +357,28 @@ def test_context_distillation_records_the_teacher_reading_each_source(tiny_confi
 def test_context_distillation_needs_the_offline_store():
     with pytest.raises(ValueError, match="teacher_context needs teacher_logits: offline"):
         KDConfig(teacher_context="source", teacher_logits="online")
+
+
+def test_each_epoch_uses_its_own_tail_draws(tmp_path, student, teacher, examples):
+    """The store keeps tail_samples draws per token for every epoch; epoch e trains on the e-th set, so no draw
+    is used twice (reusing 8 fixed draws lets the student fit its tail to them, see bench/tail_estimator.py)."""
+    from domainkd.distill.prepare import _tail_samples
+
+    model, tokenizer = student
+    assert _tail_samples(KDConfig(tail_samples=8), epochs=2.5) == 24
+    assert _tail_samples(KDConfig(tail_samples=8, divergence="jsd"), epochs=2) == 0
+    store = record_teacher_topk(teacher, examples, tmp_path / "store", 16, fingerprint={}, progress=False,
+                                pad_token_id=tokenizer.pad_token_id, tail_samples=24)
+    trainer = make_trainer(tmp_path, model, KDConfig(top_k=16, tail_samples=8), store=store)
+    batch = collate(examples, tokenizer.pad_token_id)
+    counts = (batch["labels"][:, 1:] != -100).sum(1)
+    stored = torch.cat([store.tail(index)[0] for index in batch["index"].tolist()])
+    seen = []
+    for epoch in (0.0, 0.99, 1.0, 2.5, 3.2):
+        trainer.state.epoch = epoch
+        seen.append(trainer._stored_topk(batch["index"], counts).tail[0])
+    torch.testing.assert_close(seen[0], stored[:, :8])
+    torch.testing.assert_close(seen[1], stored[:, :8])  # still the first epoch
+    torch.testing.assert_close(seen[2], stored[:, 8:16])
+    torch.testing.assert_close(seen[3], stored[:, 16:])
+    torch.testing.assert_close(seen[4], stored[:, :8])  # past the recorded epochs: round again
