@@ -103,8 +103,13 @@ def read_jsonl(path: Path) -> list[dict[str, Any]]:
     """Read a JSON Lines file, raising one clear sentence for a missing file or a bad line."""
     if not path.is_file():
         raise DomainKDError(f"{path} does not exist; check the path or run the stage that writes it.")
+    return parse_jsonl(path, decode_utf8(path, path.read_bytes()))
+
+
+def parse_jsonl(path: Path, text: str) -> list[dict[str, Any]]:
+    """The rows of JSON Lines ``text`` read from ``path``; a bad line is one sentence naming it."""
     rows = []
-    for number, line in enumerate(_utf8_lines(path), start=1):
+    for number, line in enumerate(text.split("\n"), start=1):  # not splitlines: a JSON string may hold U+2028
         if not line.strip():
             continue
         try:
@@ -114,20 +119,18 @@ def read_jsonl(path: Path) -> list[dict[str, Any]]:
                 f"{path} line {number} is not valid JSON ({error.msg}); fix or remove that line."
             ) from None
         if not isinstance(row, dict):
-            raise DomainKDError(f"{path} line {number} is not a JSON object; each line must be {{...}}.")
+            raise DomainKDError(f"{path} line {number} is not a JSON object; each line must be one {{...}} row.")
         rows.append(row)
     return rows
 
 
-def _utf8_lines(path: Path) -> list[str]:
-    """The lines of a UTF-8 text file (a leading byte-order mark dropped); one sentence when it is not UTF-8."""
-    raw = path.read_bytes()
+def decode_utf8(path: Path, raw: bytes) -> str:
+    """``raw`` (the bytes of ``path``) as UTF-8 text, a leading byte-order mark dropped; one sentence when it is not UTF-8."""
     try:
-        text = raw.decode("utf-8-sig")
+        return raw.decode("utf-8-sig")
     except UnicodeDecodeError as error:
         line = raw[: error.start].count(b"\n") + 1
         raise DomainKDError(
             f"{path} is not UTF-8 text (byte {error.start} on line {line}); save it as UTF-8 (e.g. `iconv -f latin1 "
             f"-t utf-8`) and rerun."
         ) from None
-    return text.split("\n")  # not splitlines: a JSON string may hold U+2028, which it would split at

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from domainkd.errors import DomainKDError
+from domainkd.io import decode_utf8, parse_jsonl
 from domainkd.sources.documents import folder_files
 
 RECORD_SUFFIXES = {".csv", ".jsonl", ".json", ".parquet"}
@@ -144,14 +145,11 @@ def read_rows(path: Path) -> list[dict[str, Any]]:
         raise DomainKDError(f"{path} is empty; add rows or remove it from the config.")
     if b"\x00" in raw[:8192]:
         raise DomainKDError(f"{path} is binary, not {suffix[1:].upper()} text; export it as UTF-8 text.")
-    try:
-        text = raw.decode("utf-8-sig")
-    except UnicodeDecodeError:
-        raise DomainKDError(f"{path} is not UTF-8 text; re-save it as UTF-8.") from None
+    text = decode_utf8(path, raw)
     if suffix == ".csv":
         return _csv_rows(path, text)
     if suffix == ".jsonl":
-        return _jsonl_rows(path, text)
+        return parse_jsonl(path, text)
     return _json_rows(path, text)
 
 
@@ -180,21 +178,6 @@ def _csv_rows(path: Path, text: str) -> list[dict[str, Any]]:
             f"{path} line {reader.line_num} is not readable CSV ({error}); fix that row (cells may hold at most "
             f"{MAX_CSV_CELL_BYTES // 1_000_000} MB)."
         ) from None
-    return rows
-
-
-def _jsonl_rows(path: Path, text: str) -> list[dict[str, Any]]:
-    rows = []
-    for line_number, line in enumerate(text.split("\n"), start=1):  # not splitlines: strings may hold U+2028
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as error:
-            raise DomainKDError(f"{path} line {line_number} is not valid JSON ({error.msg}); fix or remove that line.") from None
-        if not isinstance(row, dict):
-            raise DomainKDError(f"{path} line {line_number} is not a JSON object; each line must be one {{...}} row.")
-        rows.append(row)
     return rows
 
 

@@ -20,6 +20,7 @@ from domainkd.teachers import AnswerStore, answer_key, ask, build_teacher
 from domainkd.teachers.http import MAX_RETRY_AFTER_S, _retry_after
 from tests.conftest import REPO
 from tests.teachers.openai_server import OpenAIServer, conversation_key
+from tests.teachers.stores import answered_keys
 
 SENTINEL = "sk-test-SENTINEL-0123456789abcdef"
 FAULTY = {"timeout_s": 8.0, "batch_size": 40}
@@ -221,16 +222,6 @@ with AnswerStore(Path(sys.argv[3])) as store:
 """
 
 
-def _answered(path):
-    if not path.exists():
-        return set()
-    try:
-        with sqlite3.connect(path) as connection:
-            return {row[0] for row in connection.execute("SELECT key FROM answers WHERE answer IS NOT NULL")}
-    except sqlite3.OperationalError:  # the job has created the file but not yet its table
-        return set()
-
-
 def test_kill_then_rerun_loses_and_repeats_nothing(server, tmp_path):
     server.delay_s = 0.1  # 40 prompts, 2 at a time: a few seconds to kill the job in
     config = _config(server, batch_size=2, concurrency=2, timeout_s=30)
@@ -243,12 +234,12 @@ def test_kill_then_rerun_loses_and_repeats_nothing(server, tmp_path):
     )
     try:
         deadline = time.time() + 600  # a condition, generous for a loaded machine
-        while len(_answered(store_path)) < 6 and time.time() < deadline and job.poll() is None:
+        while len(answered_keys(store_path)) < 6 and time.time() < deadline and job.poll() is None:
             time.sleep(0.05)
     finally:
         job.send_signal(signal.SIGKILL)
         _, stderr = job.communicate()
-    before = _answered(store_path)
+    before = answered_keys(store_path)
     assert job.returncode == -signal.SIGKILL and 6 <= len(before) < 40, (job.returncode, len(before), stderr[-2000:])
 
     served_before = server.served.copy()
@@ -258,7 +249,7 @@ def test_kill_then_rerun_loses_and_repeats_nothing(server, tmp_path):
     keys = {answer_key(teacher.identity, c, teacher.settings()): conversation_key(c) for c in conversations}
     with AnswerStore(store_path) as store:
         ask(teacher, conversations, store)
-    after = _answered(store_path)
+    after = answered_keys(store_path)
 
     asked_again = set(server.requests)
     assert not asked_again & {keys[key] for key in before}, "an answer stored before the kill was asked for again"

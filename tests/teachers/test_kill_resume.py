@@ -2,7 +2,6 @@
 
 import os
 import signal
-import sqlite3
 import subprocess
 import sys
 import time
@@ -15,17 +14,7 @@ from domainkd.io import read_jsonl
 from domainkd.paths import RunPaths
 from domainkd.teachers import answer_key
 from tests.conftest import HANDBOOK
-
-
-def _stored_keys(path):
-    """Answered keys in the store; none while the file or its table does not exist yet (the teacher is starting)."""
-    if not path.exists():
-        return set()
-    try:
-        with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as connection:
-            return {row[0] for row in connection.execute("SELECT key FROM answers WHERE answer IS NOT NULL")}
-    except sqlite3.OperationalError:  # created but its table not yet, or locked mid-write: not there yet
-        return set()
+from tests.teachers.stores import answered_keys
 
 
 @pytest.mark.skipif(not (HANDBOOK / "docs").is_dir(), reason="needs the shipped handbook")
@@ -46,11 +35,11 @@ def test_kill_then_rerun_loses_and_repeats_nothing(tmp_path, tiny_model, monkeyp
     store_path = RunPaths(tmp_path / "run").answer_store
     process = subprocess.Popen([*command, "teach", str(config_path)], env=environment, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 900  # a condition, not a timing: generous for a loaded machine
-    while len(_stored_keys(store_path)) < 5 and time.time() < deadline and process.poll() is None:
+    while len(answered_keys(store_path)) < 5 and time.time() < deadline and process.poll() is None:
         time.sleep(0.2)
     process.send_signal(signal.SIGKILL)
     process.wait()
-    before = _stored_keys(store_path)
+    before = answered_keys(store_path)
     assert len(before) >= 5, "the teacher should have stored answers before the kill"
 
     import domainkd.teachers.hf as hf
@@ -68,7 +57,7 @@ def test_kill_then_rerun_loses_and_repeats_nothing(tmp_path, tiny_model, monkeyp
     monkeypatch.setattr(hf.HFTeacher, "generate_stream", recording)
     config = load_config(config_path)
     teach(config)
-    after = _stored_keys(store_path)
+    after = answered_keys(store_path)
 
     assert not set(generated) & before, "an answer stored before the kill was asked for again"
     assert len(generated) == len(set(generated)), "a prompt was generated twice"
