@@ -31,6 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from domainkd.retrieval import (
+    DEFAULT_ENCODER,
     DatasetSpec,
     IndexSettings,
     SentenceEncoder,
@@ -330,7 +331,7 @@ def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--encode-rows", type=int, default=None, help="rows encoded for real (default: all)")
-    parser.add_argument("--encoder", default="all-minilm-l6-v2")
+    parser.add_argument("--encoder", default=DEFAULT_ENCODER)
     parser.add_argument("--queries", type=int, default=50)
     parser.add_argument("--recall-queries", type=int, default=4, help="queries also checked by an exact scan")
     parser.add_argument("--top-k", type=int, default=100)

@@ -5,12 +5,13 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar, get_args
 
 import typer
 import yaml
+from pydantic import ValidationError
 
-from domainkd.config import RunConfig, load_config
+from domainkd.config import DEFAULT_ENCODER, RetrievalChoice, RetrievalMethod, RunConfig, StrictModel, load_config
 from domainkd.errors import DomainKDError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Distil a small LLM into a domain specialist.")
@@ -64,14 +65,18 @@ def run_command(config: ConfigArg, set_: SetOption = None) -> None:
     print(run(_config(config, set_)))
 
 
-StrategyOption = Annotated[
+DataStrategyOption = Annotated[
     list[str] | None,
-    typer.Option("--strategy", help="Use only these data strategies (repeatable); one not in the config runs with its defaults."),
+    typer.Option(
+        "--data-strategy",
+        help="Build training data with only these data strategies (repeatable or comma-separated); one not in "
+        "data.strategies runs with its defaults.",
+    ),
 ]
 
 
 def _name_list(items: list[str]) -> list[str]:
-    """Names from a repeatable option, each item also split at commas (``--strategy a,b --strategy c``)."""
+    """Names from a repeatable option, each item also split at commas (``--data-strategy a,b --data-strategy c``)."""
     return [name.strip() for item in items for name in item.split(",") if name.strip()]
 
 
@@ -84,7 +89,7 @@ def _with_strategies(config: ConfigArg, set_: SetOption, strategies: list[str] |
         try:
             loaded.data.strategies = chosen
         except ValueError as error:  # pydantic's ValidationError: an unknown strategy name
-            raise DomainKDError(f"--strategy: {error.errors()[0]['msg'].removeprefix('Value error, ')}.") from None
+            raise DomainKDError(f"--data-strategy: {error.errors()[0]['msg'].removeprefix('Value error, ')}.") from None
     return loaded
 
 
@@ -92,21 +97,21 @@ def _with_strategies(config: ConfigArg, set_: SetOption, strategies: list[str] |
 def data_command(
     config: ConfigArg,
     set_: SetOption = None,
-    strategy: StrategyOption = None,
+    data_strategy: DataStrategyOption = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Write nothing; show what would be generated and the teacher calls it costs.")] = False,
 ) -> None:
     """Read the documents, records and QA sets; show how many teacher calls `teach` will make."""
     from domainkd.data.build import prepare_data
 
-    print(json.dumps(prepare_data(_with_strategies(config, set_, strategy), dry_run=dry_run), indent=2))
+    print(json.dumps(prepare_data(_with_strategies(config, set_, data_strategy), dry_run=dry_run), indent=2))
 
 
 @app.command("teach")
-def teach_command(config: ConfigArg, set_: SetOption = None, strategy: StrategyOption = None) -> None:
+def teach_command(config: ConfigArg, set_: SetOption = None, data_strategy: DataStrategyOption = None) -> None:
     """Have the teacher write the training set (resumable: answers are stored as they come)."""
     from domainkd.data.build import teach
 
-    print(json.dumps(teach(_with_strategies(config, set_, strategy)), indent=2))
+    print(json.dumps(teach(_with_strategies(config, set_, data_strategy)), indent=2))
 
 
 @app.command("train")
@@ -140,22 +145,39 @@ def report_command(config: ConfigArg, set_: SetOption = None) -> None:
 def compare_command(
     config: ConfigArg,
     set_: SetOption = None,
-    strategy: Annotated[
-        list[str] | None, typer.Option("--strategy", help="Compare only these strategies of compare.strategies (repeatable).")
+    answer_strategy: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--answer-strategy",
+            help="Compare only these answering strategies of compare.strategies (repeatable or comma-separated).",
+        ),
     ] = None,
 ) -> None:
     """Run every strategy of the config's `compare` section on the evaluation questions; write compare/report.*."""
     from domainkd.compare import compare
 
     loaded = _config(config, set_)
-    if strategy:
-        names = _name_list(strategy)
+    if answer_strategy:
+        names = _name_list(answer_strategy)
         unknown = [name for name in names if name not in loaded.compare.strategies]
         if unknown:
             known = ", ".join(loaded.compare.strategies)
-            raise DomainKDError(f"--strategy {unknown[0]!r} is not in compare.strategies; choose from {known}.")
+            raise DomainKDError(f"--answer-strategy {unknown[0]!r} is not in compare.strategies; choose from {known}.")
         loaded.compare.strategies = {name: loaded.compare.strategies[name] for name in names}
     print(compare(loaded))
+
+
+def _choices(literal: Any) -> str:
+    """The values of a Literal type for a help text: ``a, b or c``."""
+    *others, last = get_args(literal)
+    return f"{', '.join(others)} or {last}" if others else last
+
+
+def _retrieval_option(value: str | None, literal: Any) -> str | None:
+    """A ``--retrieval`` value (None: not given) when it is one of the Literal type's values; else one sentence."""
+    if value is not None and value not in get_args(literal):
+        raise DomainKDError(f"--retrieval {value!r} is unknown; choose from {', '.join(get_args(literal))}.")
+    return value
 
 
 @app.command("retrieve")
@@ -163,13 +185,16 @@ def retrieve_command(
     config: ConfigArg,
     set_: SetOption = None,
     query: Annotated[str | None, typer.Option(help="Show the chunks this query retrieves; without it, recall@k on eval.questions.")] = None,
-    method: Annotated[str | None, typer.Option(help="bm25, dense or hybrid (default: retrieval.method).")] = None,
+    retrieval: Annotated[
+        str | None, typer.Option(help=f"Search method of --query: {_choices(RetrievalMethod)} (default: retrieval.method).")
+    ] = None,
     top_k: Annotated[int | None, typer.Option(min=1, help="Chunks to show (default: retrieval.top_k).")] = None,
 ) -> None:
     """Search the documents' chunks as the RAG strategies do, or measure recall@k of each method."""
     from domainkd.compare import retrieval_quality, search_chunks
     from domainkd.reporting.markdown import retrieval_table
 
+    method = _retrieval_option(retrieval, RetrievalMethod)
     loaded = _config(config, set_)
     if query is None:
         print("\n".join(retrieval_table({"retrieval": retrieval_quality(loaded)})) or "eval.questions name no sources.")
@@ -192,23 +217,66 @@ RunDirArg = Annotated[Path, typer.Argument(help="A trained run directory (holds 
 @app.command("serve")
 def serve_command(
     run_dir: RunDirArg,
-    host: Annotated[str, typer.Option(help="Address to bind; a non-loopback one should have an API key.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(min=1, max=65535, help="Port to listen on.")] = 8000,
-    model_name: Annotated[str | None, typer.Option(help="Model name clients send (default: the run's name).")] = None,
-    api_key_env: Annotated[str, typer.Option(help="Environment variable holding the API key; unset: no key needed.")] = "DOMAINKD_API_KEY",
-    retrieval: Annotated[str, typer.Option(help="Put retrieved excerpts in the prompt: none, bm25, dense or hybrid.")] = "none",
-    top_k: Annotated[int | None, typer.Option(min=1, help="Excerpts per prompt (default: the run's retrieval.top_k).")] = None,
-    max_concurrency: Annotated[int, typer.Option(min=1, help="Requests admitted at once; more get HTTP 429.")] = 4,
-    max_request_bytes: Annotated[int, typer.Option(min=1, help="Largest request body in bytes; larger get HTTP 413.")] = 65536,
-    max_tokens_limit: Annotated[int, typer.Option(min=1, help="Largest max_tokens a request may ask for, and the default.")] = 512,
+    host: Annotated[
+        str | None, typer.Option(help="Address to bind (default: serve.host); a non-loopback one should have an API key.")
+    ] = None,
+    port: Annotated[int | None, typer.Option(min=1, max=65535, help="Port to listen on (default: serve.port).")] = None,
+    model_name: Annotated[
+        str | None, typer.Option(help="Model name clients send (default: serve.model_name, else the run's name).")
+    ] = None,
+    api_key_env: Annotated[
+        str | None,
+        typer.Option(help="Environment variable holding the API key; unset: no key needed (default: serve.api_key_env)."),
+    ] = None,
+    retrieval: Annotated[
+        str | None,
+        typer.Option(help=f"Put retrieved excerpts in the prompt: {_choices(RetrievalChoice)} (default: serve.retrieval)."),
+    ] = None,
+    top_k: Annotated[
+        int | None, typer.Option(min=1, help="Excerpts per prompt (default: serve.top_k, else retrieval.top_k).")
+    ] = None,
+    max_concurrency: Annotated[
+        int | None, typer.Option(min=1, help="Requests admitted at once; more get HTTP 429 (default: serve.max_concurrency).")
+    ] = None,
+    max_request_bytes: Annotated[
+        int | None,
+        typer.Option(min=1, help="Largest request body in bytes; larger get HTTP 413 (default: serve.max_request_bytes)."),
+    ] = None,
+    max_tokens_limit: Annotated[
+        int | None,
+        typer.Option(min=1, help="Largest max_tokens a request may ask for, and the default (default: serve.max_tokens_limit)."),
+    ] = None,
 ) -> None:
-    """Serve the run's student behind an OpenAI-compatible API (/v1/chat/completions, /v1/models)."""
-    from domainkd.serving import serve
+    """Serve the run's student behind an OpenAI-compatible API (/v1/chat/completions, /v1/models).
 
-    serve(
-        run_dir, host=host, port=port, model_name=model_name, api_key_env=api_key_env, retrieval=retrieval, top_k=top_k,
-        max_concurrency=max_concurrency, max_request_bytes=max_request_bytes, max_tokens_limit=max_tokens_limit,
-    )
+    Each option left out comes from the `serve` section of the run's config.yaml.
+    """
+    from domainkd.serving import serve
+    from domainkd.serving.launch import load_run
+
+    options = {
+        "host": host, "port": port, "model_name": model_name, "api_key_env": api_key_env,
+        "retrieval": _retrieval_option(retrieval, RetrievalChoice), "top_k": top_k, "max_concurrency": max_concurrency,
+        "max_request_bytes": max_request_bytes, "max_tokens_limit": max_tokens_limit,
+    }
+    serve(run_dir, _with_options(load_run(run_dir)[0].serve, options))
+
+
+Section = TypeVar("Section", bound=StrictModel)
+
+
+def _with_options(section: Section, options: dict[str, Any]) -> Section:
+    """A validated copy of a config ``section`` with each given option (not None) in place of its field.
+
+    A bad value is one sentence naming its option (field ``top_k`` is option ``--top-k``).
+    """
+    given = {name: value for name, value in options.items() if value is not None}
+    try:
+        return type(section).model_validate({**section.model_dump(), **given})
+    except ValidationError as error:
+        first = error.errors()[0]
+        option = "--" + str(first["loc"][0]).replace("_", "-") if first["loc"] else "the options"
+        raise DomainKDError(f"{option}: {first['msg'].removeprefix('Value error, ')}.") from None
 
 
 @app.command("export")
@@ -263,7 +331,7 @@ def datastore_build(
     store: StoreArg,
     datasets: Annotated[list[Path], typer.Argument(help=".csv/.jsonl/.json/.parquet files or save_to_disk folders.")],
     description: Annotated[list[str] | None, typer.Option("--description", help="NAME=TEXT (repeatable).")] = None,
-    encoder: Annotated[str, typer.Option(help="Known name or sentence-transformers folder.")] = "all-minilm-l6-v2",
+    encoder: Annotated[str, typer.Option(help="Known name or sentence-transformers folder.")] = DEFAULT_ENCODER,
     flat_limit: Annotated[int, typer.Option(min=1, help="Most values indexed exactly; more: IVF.")] = 100_000,
     nlist: Annotated[int | None, typer.Option(min=1, help="IVF cells (default about 4·√values).")] = None,
     nprobe: Annotated[int, typer.Option(min=1, help="Default IVF cells searched per query vector.")] = 16,

@@ -93,9 +93,7 @@ class TeacherConfig(StrictModel):
     @field_validator("api_key_env")
     @classmethod
     def _check_api_key_env(cls, api_key_env: str) -> str:
-        if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", api_key_env):  # never echo the value: it may be the key itself
-            raise ValueError("name an environment variable such as OPENAI_API_KEY (letters, digits, _), not the key")
-        return api_key_env
+        return _env_name(api_key_env, "OPENAI_API_KEY")
 
 
 class RaftConfig(StrictModel):
@@ -345,15 +343,25 @@ class SignificanceConfig(StrictModel):
     """Seed of the bootstrap draws."""
 
 
+DEFAULT_ENCODER = "all-minilm-l6-v2"
+"""The sentence encoder of dense indexes, ReBase datastores and embedding metrics unless one is named."""
+
+RetrievalMethod = Literal["bm25", "dense", "hybrid"]
+"""The ways chunks are searched (`retrieval.method`, `domainkd retrieve --retrieval`); see `RetrievalConfig.method`."""
+RetrievalChoice = Literal["none", RetrievalMethod]
+"""What a model reads before the question (`serve.retrieval`, `domainkd serve --retrieval`): nothing, or the
+chunks a `RetrievalMethod` finds."""
+
+
 class RetrievalConfig(StrictModel):
     """Search over the data stage's chunks, for RAG strategies and `domainkd serve --retrieval`."""
 
-    method: Literal["bm25", "dense", "hybrid"] = "hybrid"
+    method: RetrievalMethod = "hybrid"
     """`bm25` (bm25s, stemmed, English stop words), `dense` (the sentence encoder + FAISS) or `hybrid` (both,
     merged by reciprocal rank fusion)."""
     top_k: int = Field(3, ge=1, le=50)
     """Chunks put in the prompt per question."""
-    encoder: str = "all-minilm-l6-v2"
+    encoder: str = DEFAULT_ENCODER
     """Local sentence encoder of the dense index (known name or sentence-transformers directory)."""
     rrf_k: int = Field(60, ge=1)
     """Reciprocal rank fusion constant: a chunk at rank r in one list adds 1 / (rrf_k + r)."""
@@ -364,6 +372,40 @@ class RetrievalConfig(StrictModel):
     answer_check: float | None = Field(0.5, gt=0, le=1)
     """An answer given from excerpts must have every name and number, and this share of its content words, in
     them, or it becomes the refusal sentence (evaluation and `serve --retrieval` alike); None: no check."""
+
+
+class ServeConfig(StrictModel):
+    """`domainkd serve`: where the trained student listens, what it reads, and the limits on requests.
+
+    The run's config.yaml holds it as the `serve` section; each option given to `domainkd serve` overrides its field.
+    """
+
+    # a key mistakenly put in api_key_env stays unprinted
+    model_config = ConfigDict(**StrictModel.model_config, hide_input_in_errors=True)
+
+    host: str = "127.0.0.1"
+    """Address to bind: localhost unless told otherwise; one that is not loopback should have an API key."""
+    port: int = Field(8000, ge=1, le=65535)
+    """Port to listen on."""
+    model_name: str | None = None
+    """Model name clients send; None uses the run's name."""
+    api_key_env: str = "DOMAINKD_API_KEY"
+    """Environment variable holding the API key every request must carry; unset or empty serves without a key."""
+    retrieval: RetrievalChoice = "none"
+    """Put the excerpts a method retrieves (with the `retrieval` section's settings) in the prompt, or `none`."""
+    top_k: int | None = Field(None, ge=1, le=50)
+    """Excerpts per prompt; None uses `retrieval.top_k`."""
+    max_concurrency: int = Field(4, ge=1)
+    """Requests admitted at once (one generates, the rest wait for the model); more get HTTP 429."""
+    max_request_bytes: int = Field(65536, ge=1)
+    """Largest request body in bytes; larger ones get HTTP 413."""
+    max_tokens_limit: int = Field(512, ge=1)
+    """Largest `max_tokens` a request may ask for, and the default when it asks for none."""
+
+    @field_validator("api_key_env")
+    @classmethod
+    def _check_api_key_env(cls, api_key_env: str) -> str:
+        return _env_name(api_key_env, "DOMAINKD_API_KEY")
 
 
 PROMPT_TEMPLATES = ("plain", "expert", "concise")
@@ -382,7 +424,7 @@ class StrategyConfig(StrictModel):
     """Worked examples put before the question, the training set's questions most similar to it."""
     chain_of_thought: bool = False
     """Ask for step-by-step reasoning before a line `Answer: ...`; only that line is scored."""
-    retrieval: Literal["none", "bm25", "dense", "hybrid", "gold"] = "none"
+    retrieval: Literal[RetrievalChoice, "gold"] = "none"
     """What the model reads before the question: nothing, retrieved chunks (by method), or `gold`, the
     question's own source document (an oracle upper bound, not a deployable strategy)."""
     top_k: int | None = Field(None, ge=1, le=50)
@@ -452,7 +494,7 @@ class EvalConfig(StrictModel):
     )
     """Metrics to report, by name from the metric registry, or presets (`paper14`, `paper14_no_judge`,
     `behaviour`, `multiple_choice`) that expand to their metrics."""
-    encoder: str = "all-minilm-l6-v2"
+    encoder: str = DEFAULT_ENCODER
     """Local sentence encoder for BERTScore and embedding cosine (known name or sentence-transformers directory)."""
     judge: TeacherConfig | None = None
     """The LLM judge for the judge_* metrics: any teacher backend (a local model or an OpenAI-compatible endpoint)."""
@@ -552,6 +594,8 @@ class RunConfig(StrictModel):
     eval: EvalConfig = Field(default_factory=EvalConfig)
     retrieval: RetrievalConfig = Field(default_factory=RetrievalConfig)
     """Search over the documents' chunks (RAG strategies, `domainkd serve --retrieval`)."""
+    serve: ServeConfig = Field(default_factory=ServeConfig)
+    """How `domainkd serve` serves the trained student; its command-line options override these."""
     compare: CompareConfig = Field(default_factory=CompareConfig)
     """The strategies `domainkd compare` puts side by side."""
     grid: GridConfig | None = None
@@ -563,12 +607,20 @@ class RunConfig(StrictModel):
         return self.run_dir if self.run_dir is not None else Path("runs") / self.name
 
 
+
 def _file_safe(named: dict[str, Any], what: str, names: str) -> dict[str, Any]:
     """``named`` unchanged when every key can name a file; else one sentence naming the bad key."""
     for key in named:
         if not re.fullmatch(r"[A-Za-z0-9_.-]+", key):
             raise ValueError(f"{what} {key!r} names {names}; use letters, digits, '_', '.' or '-'")
     return named
+
+
+def _env_name(name: str, example: str) -> str:
+    """``name`` when it can name an environment variable; else one sentence that never echoes it (it may be a key)."""
+    if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
+        raise ValueError(f"name an environment variable such as {example} (letters, digits, _), not the key")
+    return name
 
 
 def _known_names(names: list[str], registry: dict[str, Any], key: str) -> list[str]:

@@ -59,14 +59,14 @@ def test_data_dry_run_writes_nothing_and_prints_the_plan(tmp_path, small_docs, t
         f"run_dir: {tmp_path / 'run'}\nstudent:\n  model: {tiny_model}\n"
         f"data:\n  documents: {small_docs}\n  qa_sets: [qa.csv]\n  chunk_tokens: 48\n  chunk_overlap_tokens: 8\n"
     )
-    result = domainkd("data", str(tmp_path / "c.yaml"), "--dry-run", "--strategy", "context_qa,refusal")
+    result = domainkd("data", str(tmp_path / "c.yaml"), "--dry-run", "--data-strategy", "context_qa,refusal")
     assert result.returncode == 0, result.stderr
     summary = json.loads(result.stdout)
     assert summary["qa_pairs"] == 1 and summary["chunks"] >= 3
     assert summary["strategies"]["context_qa"]["teacher_calls"] == summary["teacher_calls"] > 0
     assert set(summary["strategies"]) == {"context_qa", "refusal"}
     assert not (tmp_path / "run").exists()
-    result = domainkd("data", str(tmp_path / "c.yaml"), "--strategy", "refusal")
+    result = domainkd("data", str(tmp_path / "c.yaml"), "--data-strategy", "refusal")
     assert result.returncode == 0, result.stderr
     assert set(json.loads(result.stdout)["strategies"]) == {"refusal"}
     assert (tmp_path / "run" / "data" / "qa_pairs.jsonl").is_file()
@@ -90,7 +90,7 @@ def test_a_rebase_only_run_needs_no_documents_but_other_strategies_do(tmp_path, 
 
 def test_unknown_strategy_on_the_command_line(tmp_path, small_docs):
     (tmp_path / "c.yaml").write_text(f"run_dir: {tmp_path / 'run'}\ndata:\n  documents: {small_docs}\n")
-    assert_one_sentence_error(domainkd("data", str(tmp_path / "c.yaml"), "--strategy", "magic"), "unknown data strategy 'magic'")
+    assert_one_sentence_error(domainkd("data", str(tmp_path / "c.yaml"), "--data-strategy", "magic"), "unknown data strategy 'magic'")
 
 
 def test_malformed_record_file(tmp_path, small_docs):

@@ -85,9 +85,10 @@ def test_cli_compare_narrows_strategies_and_rejects_unknown_ones(ready, tmp_path
     config_path = tmp_path / "config.yaml"
     dump_config(ready, config_path)
     runner = CliRunner()
-    result = runner.invoke(app, ["compare", str(config_path), "--strategy", "nonesuch"])
-    assert result.exit_code != 0 and "not in compare.strategies; choose from base, crafted" in str(result.exception)
-    result = runner.invoke(app, ["compare", str(config_path), "--strategy", "base,rag"])
+    result = runner.invoke(app, ["compare", str(config_path), "--answer-strategy", "nonesuch"])
+    message = "--answer-strategy 'nonesuch' is not in compare.strategies; choose from base, crafted"
+    assert result.exit_code != 0 and message in str(result.exception)
+    result = runner.invoke(app, ["compare", str(config_path), "--answer-strategy", "base,rag"])
     assert result.exit_code == 0, result.output
     metrics = json.loads((RunPaths(ready.output_dir).root / "compare" / "metrics.json").read_text(encoding="utf-8"))
     assert list(metrics["systems"]) == ["base", "rag"]
@@ -97,11 +98,11 @@ def test_cli_retrieve_shows_hits_and_recall(tiny_config, tmp_path) -> None:
     config_path = tmp_path / "config.yaml"
     dump_config(tiny_config, config_path)
     runner = CliRunner()
-    result = runner.invoke(app, ["retrieve", str(config_path), "--query", "parking permit cost", "--method", "bm25", "--top-k", "1"])
+    result = runner.invoke(app, ["retrieve", str(config_path), "--query", "parking permit cost", "--retrieval", "bm25", "--top-k", "1"])
     assert result.exit_code == 0, result.output
     assert result.output.startswith("1. ") and "02-parking.md" in result.output and "85 euros" in result.output
-    result = runner.invoke(app, ["retrieve", str(config_path), "--method", "nonesuch", "--query", "x"])
-    assert "retrieval method 'nonesuch' is unknown" in str(result.exception)
+    result = runner.invoke(app, ["retrieve", str(config_path), "--retrieval", "none", "--query", "x"])
+    assert str(result.exception) == "--retrieval 'none' is unknown; choose from bm25, dense, hybrid."
     result = runner.invoke(app, ["retrieve", str(config_path)])
     assert result.exit_code == 0, result.output
     rows = {line.split(" | ")[0].strip("| "): line for line in result.output.splitlines() if line.startswith("| ")}

@@ -26,6 +26,7 @@ def test_defaults_validate():
     assert config.train.method == "full"
     assert set(config.data.strategies) == {"context_qa", "refusal"}
     assert config.data.strategies["context_qa"]["questions_per_fact"] == 2
+    assert (config.serve.host, config.serve.retrieval) == ("127.0.0.1", "none")  # a server binds to localhost
 
 
 def test_relative_paths_resolve_against_config_file(tmp_path):
@@ -55,6 +56,8 @@ def test_overrides_merge_over_file(tmp_path):
         ("eval:\n  systems: [oracle]\n", "unknown name 'oracle'"),
         ("teacher:\n  backend: carrier-pigeon\n", "teacher.backend has unknown name 'carrier-pigeon'"),
         ("teacher:\n  dtype: fp8\n", "bad value for 'teacher.dtype'"),
+        ("serve:\n  retrieval: gold\n", "bad value for 'serve.retrieval': Input should be 'none', 'bm25', 'dense' or"),
+        ("serve:\n  api_key_env: sk-123\n", "bad value for 'serve.api_key_env': name an environment variable"),
         (
             "data:\n  documents: null\n  strategies:\n    refusal: {}\n"
             "    rebase: {datastore: s, instruction: x, examples: [{input: a, output: b}]}\n",

@@ -16,6 +16,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from domainkd.config import DEFAULT_ENCODER
+
 Example = dict[str, Any]
 Row = dict[str, Any]
 """One system's answer to one example: at least ``prediction`` (text); MCQ rows also ``option_logliks``."""
@@ -32,7 +34,7 @@ class MetricContext:
     score could not be computed (e.g. the judge's reply did not parse).
     """
 
-    encoder_reference: str = "all-minilm-l6-v2"
+    encoder_reference: str = DEFAULT_ENCODER
     """Sentence encoder for the embedding metrics (a known name or a local directory)."""
     judge: Callable[[list[Example], list[str], list[str | None]], Any] | None = None
     """(examples, predictions, source texts) -> JudgeResult; None when no judge is configured."""

@@ -36,10 +36,11 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 import numpy as np
 
+from domainkd.config import RetrievalMethod
 from domainkd.errors import DomainKDError
 from domainkd.io import atomic_dir, json_sha256, write_json
 from domainkd.retrieval.encoder import (
@@ -62,7 +63,7 @@ __all__ = [
     "retrieval_recall",
 ]
 
-RETRIEVAL_METHODS = ("bm25", "dense", "hybrid")
+RETRIEVAL_METHODS: tuple[str, ...] = get_args(RetrievalMethod)
 FORMAT_VERSION = 1
 BM25_SETTINGS: dict[str, Any] = {
     "token_pattern": r"(?u)\b\w\w+\b",

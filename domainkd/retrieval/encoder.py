@@ -14,9 +14,8 @@ from typing import Any
 
 import numpy as np
 
+from domainkd.config import DEFAULT_ENCODER  # re-exported: the default lives with the config fields that use it
 from domainkd.errors import DomainKDError
-
-DEFAULT_ENCODER = "all-minilm-l6-v2"
 
 
 @dataclass

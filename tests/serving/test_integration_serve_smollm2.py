@@ -5,7 +5,7 @@ import importlib.util
 import openai
 import pytest
 
-from domainkd.config import config_from_dict
+from domainkd.config import ServeConfig, config_from_dict
 from domainkd.data.build import prepare_data
 from domainkd.models import resolve_model
 from domainkd.paths import RunPaths
@@ -25,7 +25,7 @@ def test_smollm2_answers_from_retrieved_handbook_excerpts(tmp_path):
     paths = RunPaths(config.output_dir)
     paths.model.parent.mkdir(parents=True, exist_ok=True)
     paths.model.symlink_to(resolve_model("smollm2-135m-instruct"), target_is_directory=True)  # the base model as "trained"
-    app, _ = app_for_run(paths.root, retrieval="hybrid", top_k=2, max_tokens_limit=48)
+    app, _ = app_for_run(paths.root, ServeConfig(retrieval="hybrid", top_k=2, max_tokens_limit=48))
     question = "How many days of annual leave do full-time staff get each year?"
     with serving(app) as url:
         client = openai.OpenAI(base_url=url, api_key="unused", max_retries=0, timeout=120)

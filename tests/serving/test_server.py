@@ -14,9 +14,12 @@ import openai
 import pytest
 import torch
 import uvicorn
+import yaml
+from pydantic import ValidationError
 from typer.testing import CliRunner
 
 from domainkd.cli import app as cli_app
+from domainkd.config import ServeConfig
 from domainkd.errors import DomainKDError
 from domainkd.evaluation.systems import excerpt_prompt
 from domainkd.models import load_causal_lm, render_prompt
@@ -384,14 +387,14 @@ def test_retrieval_puts_the_excerpts_in_the_last_user_turn_and_returns_sources(s
 
 def test_app_for_run_uses_the_run_name_prompt_and_key(trained_run, tiny_config, monkeypatch):
     monkeypatch.setenv("MY_KEY", KEY)
-    app, settings = app_for_run(trained_run, api_key_env="MY_KEY", max_tokens_limit=8)
+    app, settings = app_for_run(trained_run, ServeConfig(api_key_env="MY_KEY", max_tokens_limit=8))
     assert (settings.model_name, settings.system_prompt, settings.api_key) == ("tiny", tiny_config.system_prompt, KEY)
     with serving(app) as url:
         client = openai.OpenAI(base_url=url, api_key=KEY, max_retries=0)
         assert [model.id for model in client.models.list()] == ["tiny"]
         assert ask_named(client, "tiny").usage.completion_tokens <= 8
     monkeypatch.delenv("MY_KEY")
-    assert app_for_run(trained_run, api_key_env="MY_KEY", model_name="handbook")[1].api_key is None
+    assert app_for_run(trained_run, ServeConfig(api_key_env="MY_KEY", model_name="handbook"))[1].api_key is None
 
 
 def ask_named(client, name):
@@ -401,10 +404,11 @@ def ask_named(client, name):
 def test_run_loading_errors_name_the_fix(trained_run, tmp_path):
     with pytest.raises(DomainKDError, match="does not exist"):
         app_for_run(tmp_path / "nowhere")
-    with pytest.raises(DomainKDError, match="not hold the key"):
-        app_for_run(trained_run, api_key_env=KEY + "-with-dashes")
-    with pytest.raises(DomainKDError, match="unknown retrieval 'fuzzy'"):
-        app_for_run(trained_run, retrieval="fuzzy")
+    with pytest.raises(ValidationError, match="name an environment variable such as DOMAINKD_API_KEY") as error:
+        ServeConfig(api_key_env=KEY + "-with-dashes")
+    assert KEY not in str(error.value)
+    with pytest.raises(ValidationError, match="Input should be 'none', 'bm25', 'dense' or 'hybrid'"):
+        ServeConfig(retrieval="fuzzy")
     shutil.rmtree(RunPaths(trained_run).model)
     with pytest.raises(DomainKDError, match="run `domainkd train CONFIG` first"):
         app_for_run(trained_run)
@@ -429,6 +433,33 @@ def test_serve_prints_its_url_and_warns_without_a_key_off_loopback(trained_run, 
     assert isinstance(missing.exception, DomainKDError)
 
 
+def test_serve_reads_the_run_serve_section_and_options_override_it(trained_run, monkeypatch):
+    started = []
+    monkeypatch.setattr(uvicorn, "run", lambda app, host, port, **kwargs: started.append((host, port)))
+    config_path = RunPaths(trained_run).config
+    config = yaml.safe_load(config_path.read_text(encoding="utf-8"))
+    config["serve"] = {"host": "localhost", "port": 8321, "model_name": "handbook", "max_tokens_limit": 16}
+    config_path.write_text(yaml.safe_dump(config), encoding="utf-8")
+    assert app_for_run(trained_run)[1].max_tokens_limit == 16
+    from_yaml = CliRunner().invoke(cli_app, ["serve", str(trained_run)], env={"DOMAINKD_API_KEY": ""})
+    assert from_yaml.exit_code == 0, from_yaml.output
+    assert from_yaml.stdout.strip().splitlines() == ["serving model 'handbook' at http://localhost:8321/v1"]
+    overridden = CliRunner().invoke(cli_app, ["serve", str(trained_run), "--port", "8124", "--model-name", "other"])
+    assert overridden.exit_code == 0, overridden.output
+    assert overridden.stdout.strip().splitlines()[-1] == "serving model 'other' at http://localhost:8124/v1"
+    assert started == [("localhost", 8321), ("localhost", 8124)]
+
+
+def test_bad_serve_options_are_one_sentence_naming_the_option(trained_run):
+    bad_retrieval = CliRunner().invoke(cli_app, ["serve", str(trained_run), "--retrieval", "fuzzy"])
+    assert isinstance(bad_retrieval.exception, DomainKDError)
+    assert str(bad_retrieval.exception) == "--retrieval 'fuzzy' is unknown; choose from none, bm25, dense, hybrid."
+    bad_env = CliRunner().invoke(cli_app, ["serve", str(trained_run), "--api-key-env", KEY + "-with-dashes"])
+    assert str(bad_env.exception) == (
+        "--api-key-env: name an environment variable such as DOMAINKD_API_KEY (letters, digits, _), not the key."
+    )
+
+
 def test_bm25_retrieval_over_the_run_chunks_grounds_the_answer(tiny_config, tiny_model, monkeypatch):
     from domainkd.data.build import load_chunks, prepare_data
     from domainkd.serving import completion
@@ -438,7 +469,7 @@ def test_bm25_retrieval_over_the_run_chunks_grounds_the_answer(tiny_config, tiny
     shutil.copytree(tiny_model, paths.model)
     user_turns = []
     monkeypatch.setattr(completion, "excerpt_prompt", lambda *args: user_turns.append(excerpt_prompt(*args)) or user_turns[-1])
-    app, _ = app_for_run(paths.root, retrieval="bm25", top_k=1, max_tokens_limit=4)
+    app, _ = app_for_run(paths.root, ServeConfig(retrieval="bm25", top_k=1, max_tokens_limit=4))
     parking = next(chunk for chunk in load_chunks(paths) if chunk.document == "02-parking.md")
     with serving(app) as url:
         response = ask_named(openai.OpenAI(base_url=url, api_key="unused", max_retries=0), "tiny")
