@@ -264,19 +264,32 @@ def _tail(text: str, units: list[_Unit], following: _Unit, overlap: int, size: i
 
 
 def split_facts(text: str) -> list[str]:
-    """Sentences and list items of a chunk; a list item carries its lead-in line for context."""
+    """Sentences and list items of a chunk; a list item carries its lead-in line for context.
+
+    Lines of one paragraph or one list item are joined first, so a hard-wrapped plain-text
+    paragraph gives whole sentences; a heading (``#``) or table row (``|``) line stands alone.
+    """
     facts: list[str] = []
     lead_in = ""
     for block in re.split(r"\n\s*\n", text):
+        pieces: list[tuple[bool, list[str]]] = []  # (is a list item, its lines)
         for line in block.splitlines():
             stripped = line.strip()
             if not stripped:
                 continue
             if _BULLET.match(stripped):
-                item = _BULLET.sub("", stripped).rstrip(";,")
+                pieces.append((True, [_BULLET.sub("", stripped)]))
+            elif pieces and not stripped.startswith(("#", "|")) and not pieces[-1][1][-1].startswith(("#", "|")):
+                pieces[-1][1].append(stripped)  # a wrapped line continues its paragraph or item
+            else:
+                pieces.append((False, [stripped]))
+        for is_item, lines in pieces:
+            joined = " ".join(lines)
+            if is_item:
+                item = joined.rstrip(";,")
                 facts.append(f"{lead_in} {item}".strip() if lead_in else item)
                 continue
-            sentences = _sentences(stripped)
+            sentences = _sentences(joined)
             lead_in = sentences[-1].rstrip(":") + ":" if sentences and sentences[-1].endswith(":") else ""
             facts.extend(s for s in sentences if not s.endswith(":"))
     return [fact for fact in facts if len(fact.split()) >= 4]

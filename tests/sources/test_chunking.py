@@ -85,6 +85,22 @@ def test_split_facts_sentences_and_bullets_with_lead_in():
     ]
 
 
+def test_split_facts_joins_hard_wrapped_lines_but_not_table_rows():
+    text = (
+        "   Licensor grants You a licence to reproduce the Work, provided that\n"
+        "   You give recipients a copy of this License within 30 days.\n\n"
+        "- a list item that goes on\n  over a second line;\n- a second item of the list\n\n"
+        "| form | use of the form |\n| HR-22 | leave requests |"
+    )
+    assert split_facts(text) == [
+        "Licensor grants You a licence to reproduce the Work, provided that You give recipients a copy of this License within 30 days.",
+        "a list item that goes on over a second line",
+        "a second item of the list",
+        "| form | use of the form |",
+        "| HR-22 | leave requests |",
+    ]
+
+
 def test_split_facts_drops_fragments():
     assert split_facts("Yes. This one is long enough.") == ["This one is long enough."]
 
