@@ -476,12 +476,30 @@ class CompareConfig(StrictModel):
         return _file_safe(strategies, "strategy name", "files")
 
 
+class EvalWritingConfig(StrictModel):
+    """How `teach` writes held-out questions when the config names no `eval.questions` file."""
+
+    in_scope: int = Field(40, ge=1)
+    """Questions on facts of the documents, at most one per chunk until every chunk has one."""
+    out_of_scope: int = Field(12, ge=0)
+    """Questions the documents do not answer: teacher-written ones on a chunk's topic, then general ones."""
+    seed: int = 0
+    """Which facts are chosen."""
+
+
 class EvalConfig(StrictModel):
     """Held-out questions, which systems answer them and which metrics score them."""
 
-    questions: Path = Path("eval.jsonl")
+    questions: Path | None = None
     """JSONL of held-out questions: question, answer, facts, source, scope (in/out), category; multiple-choice
-    questions add `options` (list) and `answer_index` (0-based). A TeleQnA .json/.json.gz file works too."""
+    questions add `options` (list) and `answer_index` (0-based). A TeleQnA .json/.json.gz file works too.
+    None: `teach` has the teacher write them (`eval.writing`) into eval.jsonl in the run directory, for you to
+    review and edit; reports label them teacher-written."""
+    writing: EvalWritingConfig = Field(default_factory=EvalWritingConfig)
+    """Teacher-written held-out questions, used when `questions` is None."""
+    contamination_similarity: float | None = Field(0.8, gt=0, le=1)
+    """A training question sharing this share (Jaccard) of its content words with an evaluation question is dropped
+    from training; None: only one identical to an evaluation question is."""
     systems: list[str] = Field(
         default_factory=lambda: ["base_student", "student", "teacher_closed_book", "teacher_with_context"]
     )
@@ -576,6 +594,16 @@ class GridConfig(StrictModel):
         return overrides
 
 
+class DomainConfig(StrictModel):
+    """What the documents are and who asks about them; every teacher, judge and answer prompt says so."""
+
+    documents: str = Field("the documents", min_length=1)
+    """The documents as a noun phrase that fits "questions about ___", e.g. "biomedical abstracts" or
+    "the Orsolva Institute staff handbook"."""
+    askers: str = Field("readers", min_length=1)
+    """Who asks, as a plural noun phrase that fits "questions for ___", e.g. "clinicians" or "employees"."""
+
+
 class RunConfig(StrictModel):
     """One domainkd run: documents in, an evaluated specialist out."""
 
@@ -583,10 +611,14 @@ class RunConfig(StrictModel):
     """Short name of the run, used in reports."""
     run_dir: Path | None = None
     """Where every stage writes; default runs/<name> under the current directory."""
-    system_prompt: str = "You are a helpful assistant that answers questions about the organisation's handbook."
-    """System message used for the student at training and evaluation time alike."""
-    refusal_text: str = "I don't know. The handbook does not cover that."
-    """What the student is taught to say for questions outside its knowledge."""
+    domain: DomainConfig = Field(default_factory=DomainConfig)
+    """What the documents are and who asks; the prompts and the defaults below are worded from it."""
+    system_prompt: str = ""
+    """System message used for the student at training and evaluation time alike (empty: "You are a helpful
+    assistant that answers questions about <domain.documents>.")."""
+    refusal_text: str = ""
+    """What the student is taught to say for questions outside its knowledge (empty: "I don't know; that is
+    not covered in <domain.documents>.")."""
     student: StudentConfig = Field(default_factory=StudentConfig)
     teacher: TeacherConfig = Field(default_factory=TeacherConfig)
     data: DataConfig = Field(default_factory=DataConfig)
@@ -601,11 +633,30 @@ class RunConfig(StrictModel):
     grid: GridConfig | None = None
     """The experiment grid; read only by `domainkd grid`."""
 
+    @model_validator(mode="after")
+    def _word_from_domain(self) -> RunConfig:
+        if not self.system_prompt.strip():
+            self.system_prompt = f"You are a helpful assistant that answers questions about {self.domain.documents}."
+        if not self.refusal_text.strip():
+            self.refusal_text = f"I don't know; that is not covered in {self.domain.documents}."
+        return self
+
     @property
     def output_dir(self) -> Path:
         """The run directory every stage reads from and writes to."""
         return self.run_dir if self.run_dir is not None else Path("runs") / self.name
 
+    @property
+    def eval_questions(self) -> Path:
+        """The held-out questions: the `eval.questions` file, or the one `teach` writes into the run directory."""
+        from domainkd.paths import RunPaths
+
+        return self.eval.questions if self.eval.questions is not None else RunPaths(self.output_dir).written_eval
+
+    @property
+    def teacher_writes_eval(self) -> bool:
+        """Whether the held-out questions are the teacher's (the config names no `eval.questions` file)."""
+        return self.eval.questions is None
 
 
 def _file_safe(named: dict[str, Any], what: str, names: str) -> dict[str, Any]:
@@ -679,7 +730,8 @@ def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> Ru
         config.data.documents = _resolve(base, config.data.documents)
     config.data.records = [_resolve(base, path) for path in config.data.records]
     config.data.qa_sets = [_resolve(base, path) for path in config.data.qa_sets]
-    config.eval.questions = _resolve(base, config.eval.questions)
+    if config.eval.questions is not None:
+        config.eval.questions = _resolve(base, config.eval.questions)
     if config.compare.few_shot_pool is not None:
         config.compare.few_shot_pool = _resolve(base, config.compare.few_shot_pool)
     return config

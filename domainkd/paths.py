@@ -17,6 +17,11 @@ class RunPaths:
         return self.root / "config.yaml"
 
     @property
+    def written_eval(self) -> Path:
+        """Held-out questions the teacher wrote (when the config names no ``eval.questions``)."""
+        return self.root / "eval.jsonl"
+
+    @property
     def chunks(self) -> Path:
         return self.root / "data" / "chunks.jsonl"
 

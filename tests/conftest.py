@@ -105,9 +105,10 @@ def tiny_config(tmp_path: Path, tiny_model: Path, small_docs: Path, small_eval: 
         {
             "name": "tiny",
             "run_dir": str(tmp_path / "run"),
+            "refusal_text": "I don't know. The handbook does not cover that.",  # in the tiny tokenizer's corpus
             "student": {"model": str(tiny_model)},
             "teacher": {"model": str(tiny_model), "batch_size": 4, "max_new_tokens": 16},
-            "data": {"documents": str(small_docs), "strategies": {"context_qa": {"paraphrases_per_question": 1}, "refusal": {}}},
+            "data": {"documents": str(small_docs), "strategies": {"context_qa": {"paraphrases_per_question": 1}, "refusal": {"plausible": True}}},
             "train": {"epochs": 1, "batch_size": 8, "max_length": 96, "save_steps": 2},
             "eval": {"questions": str(small_eval), "max_new_tokens": 8, "batch_size": 4},
         }

@@ -30,7 +30,7 @@ def test_smollm2_teacher_writes_grounded_examples(tmp_path):
             "teacher": {"model": "smollm2-135m-instruct", "batch_size": 16, "max_new_tokens": 48},
             "data": {
                 "documents": str(docs),
-                "strategies": {"context_qa": {"max_facts_per_chunk": 4, "questions_per_fact": 2, "paraphrases_per_question": 1}, "refusal": {}},
+                "strategies": {"context_qa": {"max_facts_per_chunk": 4, "questions_per_fact": 2, "paraphrases_per_question": 1}, "refusal": {"plausible": True}},
             },
         }
     )
@@ -47,9 +47,15 @@ def test_smollm2_teacher_writes_grounded_examples(tmp_path):
     assert len(originals) + len(qa_rejections) == 24
     assert all(r["reason"] for r in rejected)
     assert Counter(e["strategy"] for e in examples)["refusal"] >= 40
+    # no eval.questions: the real teacher wrote held-out questions, on facts of the documents, none trained on
+    written = read_jsonl(paths.written_eval)
+    inside = [row for row in written if row["scope"] == "in"]
+    assert inside and all(row["written_by"] == "teacher" and row["facts"] and row["source"] for row in inside)
+    assert {row["question"] for row in written}.isdisjoint(e.get("question") for e in examples)
     with sqlite3.connect(paths.answer_store) as connection:
         stored = connection.execute("SELECT COUNT(*) FROM answers").fetchone()[0]
-    assert stored == 24 + len(originals)  # one question call per fact and style, one rewording call per kept pair
+    # one question call per fact and style, one rewording call per kept pair, and the held-out questions' calls
+    assert 24 + len(originals) < stored <= 24 + len(originals) + summary["eval_writing"]["teacher_calls"]
     # kept answers are grounded: every number they state is in their chunk
     chunks = {chunk["chunk_id"]: chunk["text"] for chunk in read_jsonl(paths.chunks)}
     from domainkd.data.grounding import key_terms, words

@@ -33,17 +33,8 @@ def prepare_data(config: RunConfig, dry_run: bool = False) -> dict[str, Any]:
     """
     paths = RunPaths(config.output_dir)
     skipped: dict[str, str] = {}
-    sources = _configured_sources(config, skipped)
-    plans = {name: STRATEGIES[name].plan(sources, strategy_params(name, params)) for name, params in config.data.strategies.items()}
-    summary = {
-        **sources.counts(),
-        "documents": len({chunk.document for chunk in sources.chunks}),
-        "skipped_documents": skipped,
-        "tokens": sum(chunk.tokens for chunk in sources.chunks),
-        "strategies": {name: asdict(plan) for name, plan in plans.items()},
-        "teacher_calls": sum(plan.teacher_calls for plan in plans.values()),
-        "examples_at_most": sum(plan.examples for plan in plans.values()),
-    }
+    sources = configured_sources(config, skipped)
+    summary = plan_summary(config, sources, skipped)
     if dry_run:
         summary["already_answered"] = _stored_answers(paths)
         return summary
@@ -53,7 +44,32 @@ def prepare_data(config: RunConfig, dry_run: bool = False) -> dict[str, Any]:
     return summary
 
 
-def _configured_sources(config: RunConfig, skipped: dict[str, str] | None = None) -> Sources:
+def plan_summary(config: RunConfig, sources: Sources, skipped: dict[str, str] | None = None) -> dict[str, Any]:
+    """What the sources hold and what ``teach`` would make of them: counts, each strategy's plan, teacher calls."""
+    plans = {name: STRATEGIES[name].plan(sources, strategy_params(name, params)) for name, params in config.data.strategies.items()}
+    summary = {
+        **sources.counts(),
+        "documents": len({chunk.document for chunk in sources.chunks}),
+        "skipped_documents": skipped or {},
+        "tokens": sum(chunk.tokens for chunk in sources.chunks),
+        "strategies": {name: asdict(plan) for name, plan in plans.items()},
+        "teacher_calls": sum(plan.teacher_calls for plan in plans.values()),
+        "examples_at_most": sum(plan.examples for plan in plans.values()),
+    }
+    if config.teacher_writes_eval and not config.eval_questions.is_file():
+        from domainkd.data.eval_set import plan_calls
+
+        calls = plan_calls(sources, config)
+        summary["eval_writing"] = {
+            "teacher_calls": calls,
+            "what": f"up to {config.eval.writing.in_scope} in-scope and {config.eval.writing.out_of_scope} out-of-scope "
+            f"held-out questions into {config.eval_questions}",
+        }
+        summary["teacher_calls"] += calls
+    return summary
+
+
+def configured_sources(config: RunConfig, skipped: dict[str, str] | None = None) -> Sources:
     """The configured documents (chunked by the data tokenizer), records and QA sets."""
     data = config.data
     count_tokens = _token_counter(data.tokenizer or config.student.model, config.student.trust_remote_code)
@@ -106,14 +122,16 @@ def teach(config: RunConfig) -> dict[str, Any]:
             return ask(teacher, conversations, store, label, max_new_tokens, expect_json=expect_json,
                        max_failed_share=config.teacher.max_failed_share)
 
-        context = StrategyContext(sources, ask_teacher, config.refusal_text, _held_out(config))
-        examples, rejected = [], []
+        rejected = _write_eval_set(config, sources, ask_teacher)
+        held_out = _held_out(config)
+        context = StrategyContext(sources, ask_teacher, config.refusal_text, set(held_out), config.domain)
+        examples = []
         for name, params in config.data.strategies.items():
             output = STRATEGIES[name].build(context, strategy_params(name, params))
             examples += output.examples
             rejected += output.rejected
         teacher_stats = store.stats()
-    examples, dropped = _deduplicate(examples, context.held_out_questions)
+    examples, dropped = _deduplicate(examples, held_out, config.eval.contamination_similarity)
     rejected += dropped
     if not examples:
         raise DomainKDError("the teacher produced no usable training example; look at teach/rejected.jsonl for the reasons.")
@@ -139,25 +157,60 @@ def _with_excerpt_copies(config: RunConfig, paths: RunPaths, examples: list[dict
     return raft_examples(examples, sources.chunks, retriever.search, config)
 
 
-def _held_out(config: RunConfig) -> set[str]:
-    if not config.eval.questions.is_file():
-        return set()
-    return {grounding.normalise(row["question"]) for row in read_jsonl(config.eval.questions) if "question" in row}
+def _write_eval_set(config: RunConfig, sources: Sources, ask_teacher: Any) -> list[dict]:
+    """Have the teacher write the held-out questions when the config names none and none are written yet;
+    return the candidates it dropped (for rejected.jsonl)."""
+    path = config.eval_questions
+    if not config.teacher_writes_eval or path.is_file():
+        return []
+    from domainkd.data.eval_set import write_eval_set
+
+    rows, rejected = write_eval_set(config, sources, ask_teacher)
+    if not any(row["scope"] == "in" for row in rows):
+        rejected_path = RunPaths(config.output_dir).rejected
+        write_jsonl(rejected_path, rejected)
+        raise DomainKDError(
+            f"the teacher wrote no usable held-out question about the documents (the reasons are in {rejected_path}); "
+            "set eval.questions to a JSONL file of your own questions."
+        )
+    write_jsonl(path, rows)
+    return rejected
 
 
-def _deduplicate(examples: list[dict], held_out: set[str]) -> tuple[list[dict], list[dict]]:
+def _held_out(config: RunConfig) -> dict[str, str]:
+    """Normalised evaluation question -> the question as written, never to be trained on."""
+    if not config.eval_questions.is_file():
+        return {}
+    rows = read_jsonl(config.eval_questions)
+    return {grounding.normalise(row["question"]): row["question"] for row in rows if isinstance(row.get("question"), str)}
+
+
+def _contaminated(question: str, key: str, held_out: dict[str, str], similarity: float | None) -> str | None:
+    """Why a training question is too close to an evaluation question, or None."""
+    if key in held_out:
+        return "same as an evaluation question (contamination)"
+    if similarity is not None and question:
+        for asked in held_out.values():
+            if grounding.similarity(question, asked) >= similarity:
+                return f"shares {similarity:.0%} or more of its content words with the evaluation question {asked!r} (contamination)"
+    return None
+
+
+def _deduplicate(examples: list[dict], held_out: dict[str, str], similarity: float | None = None) -> tuple[list[dict], list[dict]]:
     """Examples without contamination, repeats, or a question already asked about another fact.
 
     A question may come back with another wording of its answer when it is about the same fact
     (``context_qa``'s ``fact_answers``); about another fact (or with no fact to tell), it is a
-    duplicate question whose two answers would contradict each other.
+    duplicate question whose two answers would contradict each other. A question identical to an
+    evaluation question, or sharing ``similarity`` of its content words with one, is contamination.
     """
     kept, dropped, seen, asked_about = [], [], set(), {}
     for example in examples:
         key = grounding.normalise(example.get("question") or example.get("text") or "")
         about = example.get("fact") or example.get("answer")
-        if key in held_out:
-            dropped.append({**example, "reason": "same as an evaluation question (contamination)"})
+        contamination = _contaminated(example.get("question") or "", key, held_out, similarity)
+        if contamination:
+            dropped.append({**example, "reason": contamination})
         elif (key, grounding.normalise(example.get("answer") or "")) in seen or (not example.get("question") and key in asked_about):
             dropped.append({**example, "reason": "duplicate question" if example.get("question") else "duplicate passage"})
         elif key in asked_about and asked_about[key] != about:

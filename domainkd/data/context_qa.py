@@ -64,7 +64,7 @@ class ContextQA:
         facts = _facts(context.chunks, params.max_facts_per_chunk)
         styles = list(prompts.QA_STYLES)[: params.questions_per_fact]
         requests = [(chunk, fact, style) for chunk, fact in facts for style in styles]
-        replies = context.ask([prompts.qa_conversation(c.title, fact, style) for c, fact, style in requests], "teacher: questions")
+        replies = context.ask([prompts.qa_conversation(c.title, fact, style, context.domain) for c, fact, style in requests], "teacher: questions")
         pairs = []
         asked: dict[str, set[str]] = {}  # per fact: normalised questions kept so far
         for (chunk, fact, style), reply in zip(requests, replies):
@@ -102,7 +102,7 @@ class ContextQA:
     @staticmethod
     def _add_paraphrases(context: StrategyContext, pairs: list, count: int, output: StrategyOutput) -> None:
         requests = [(pair, variant) for pair in pairs for variant in range(count)]
-        replies = context.ask([prompts.paraphrase_conversation(pair[1], variant) for pair, variant in requests], "teacher: rewordings", max_new_tokens=40)
+        replies = context.ask([prompts.paraphrase_conversation(pair[1], variant, context.domain) for pair, variant in requests], "teacher: rewordings", max_new_tokens=40)
         kept: dict[str, set[str]] = {}
         for ((base, question, answer), _), reply in zip(requests, replies):
             candidate = (prompts.parse_lines(reply) or [""])[0]

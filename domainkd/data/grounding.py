@@ -45,6 +45,34 @@ def key_terms(text: str, sentence_starts: bool = False) -> set[str]:
     return terms
 
 
+def key_spans(text: str) -> list[str]:
+    """The names, numbers and dates of ``text`` as written: runs of adjacent :func:`key_terms` tokens
+    ("Tomas Brenner", "3 March 2026", "HR-22"), in order, each once."""
+    spans: list[str] = []
+    for sentence in re.split(r"(?<=[.!?:;])\s+", text):
+        run: list[re.Match[str]] = []
+        for position, match in enumerate([*_WORD.finditer(sentence), None]):
+            token = match.group() if match else ""
+            key = bool(token) and (
+                any(char.isdigit() for char in token) or (position > 0 and token[0].isupper() and token.lower() not in STOPWORDS)
+            )
+            adjacent = bool(run) and key and not sentence[run[-1].end() : match.start()].strip()
+            if run and not adjacent:
+                span = sentence[run[0].start() : run[-1].end()].rstrip(".:,")
+                if span not in spans:
+                    spans.append(span)
+                run = []
+            if key:
+                run.append(match)
+    return spans
+
+
+def similarity(first: str, second: str) -> float:
+    """Jaccard overlap of the two texts' content words (0 when either has none)."""
+    a, b = content_words(first), content_words(second)
+    return len(a & b) / len(a | b) if a and b else 0.0
+
+
 def content_words(text: str) -> set[str]:
     """Words that carry meaning (no stopwords, no one-letter tokens)."""
     return {word for word in words(text) if word not in STOPWORDS and len(word) > 1}

@@ -1,17 +1,26 @@
 """Prompts the teacher sees. One-shot examples fix the output format for small teachers.
 
-The example facts are invented and deliberately unlike any real handbook; outputs that copy
+Prompts name the documents and who asks about them from the config's ``domain`` section and
+nothing else. The example facts are invented and deliberately unlike any real documents; outputs that copy
 their specifics fail the grounding checks because those specifics are not in the source.
 """
 
 from __future__ import annotations
 
+from domainkd.config import DomainConfig
 from domainkd.teachers.base import Messages
 
-QA_SYSTEM = (
-    "You write quiz questions for employees about facts in their organisation's handbook. "
-    "Reply in exactly two lines: 'Question: ...' then 'Answer: ...'. The answer is one short sentence."
-)
+ANY_DOMAIN = DomainConfig()
+"""The domain of a config that names none: "the documents", asked about by "readers"."""
+
+
+def qa_system(domain: DomainConfig) -> str:
+    """The question writer's system message, naming the domain's documents and who asks about them."""
+    return (
+        f"You write quiz questions for {domain.askers} about facts in {domain.documents}. "
+        "Reply in exactly two lines: 'Question: ...' then 'Answer: ...'. The answer is one short sentence."
+    )
+
 _QA_EXAMPLE_USER = (
     "Section: Rooftop beehives\n"
     "Fact: Volunteers may open the rooftop hives on Block Q only between 10:15 and 14:40, wearing a veil."
@@ -59,11 +68,14 @@ QA_STYLES = {
 REVERSE_STYLES = frozenset({"reverse", "detail"})
 """Styles whose question may hold every specific of the fact: their answer must add a word of the fact instead."""
 
-PARAPHRASE_SYSTEM = (
-    "Rewrite the question the way an employee would ask a colleague: in the first person, with "
-    "everyday words instead of the handbook's terms and a different sentence structure. Keep names, "
-    "numbers and codes. Do not answer."
-)
+def paraphrase_system(domain: DomainConfig) -> str:
+    """The rewording system message: the question as one of the domain's askers would put it."""
+    return (
+        f"Rewrite the question the way one of the {domain.askers} would ask a colleague: in the first person, "
+        f"with everyday words instead of the terms of {domain.documents} and a different sentence structure. "
+        "Keep names, numbers and codes. Do not answer."
+    )
+
 # One example per rewording variant: with greedy decoding, a different example is what makes
 # the second and third rewordings differ from the first. Users ask casually ("can I", "do I
 # have to"); a student that saw only quiz-style questions treats casual ones as unknown.
@@ -96,14 +108,15 @@ def few_shot(system: str, examples: list[tuple[str, str]], user: str) -> Message
     return messages + [{"role": "user", "content": user}]
 
 
-def qa_conversation(title: str, fact: str, style: str = "quiz") -> Messages:
+def qa_conversation(title: str, fact: str, style: str = "quiz", domain: DomainConfig = ANY_DOMAIN) -> Messages:
     """Ask for one question/answer pair about ``fact`` from the section ``title``, in a ``QA_STYLES`` style."""
-    return few_shot(QA_SYSTEM, [(_QA_EXAMPLE_USER, QA_STYLES[style])], f"Section: {title}\nFact: {fact}")
+    return few_shot(qa_system(domain), [(_QA_EXAMPLE_USER, QA_STYLES[style])], f"Section: {title}\nFact: {fact}")
 
 
-def paraphrase_conversation(question: str, variant: int) -> Messages:
+def paraphrase_conversation(question: str, variant: int, domain: DomainConfig = ANY_DOMAIN) -> Messages:
     """Ask for one rewording of ``question``; ``variant`` picks the one-shot example."""
-    return few_shot(PARAPHRASE_SYSTEM, [PARAPHRASE_EXAMPLES[variant % len(PARAPHRASE_EXAMPLES)]], question)
+    example = PARAPHRASE_EXAMPLES[variant % len(PARAPHRASE_EXAMPLES)]
+    return few_shot(paraphrase_system(domain), [example], question)
 
 
 def parse_qa(text: str) -> tuple[str, str] | None:
@@ -303,3 +316,42 @@ def answered_conversation(text: str, question: str) -> Messages:
     """Ask whether ``text`` answers ``question`` (reply "yes" or "no"; read it with :func:`parse_yes_no`)."""
     examples = [(f"Text: {EXAMPLE_TEXT}\nQuestion: {asked}", verdict) for asked, verdict in _ANSWERED_EXAMPLES]
     return few_shot(ANSWERED_SYSTEM, examples, f"Text: {text}\nQuestion: {question}")
+
+
+# --- held-out questions (``eval.questions`` unset): asked the way a user would ask, in a wording no
+# training prompt uses, so a student that only memorised its training questions does not pass.
+def eval_question_system(domain: DomainConfig) -> str:
+    """The held-out question writer's system message."""
+    return (
+        f"You write one question that one of the {domain.askers} might ask about {domain.documents}, whose answer "
+        "is the given fact. Put it in your own words, as that person would ask about their own situation, not in "
+        "the fact's wording. Do not include the answer. Reply with the question only, on one line."
+    )
+
+
+_EVAL_QUESTION_EXAMPLE = (
+    _QA_EXAMPLE_USER,
+    "Question: I'm helping out with the bees on Block Q this afternoon; until what time am I still allowed to open them?",
+)
+
+
+def eval_question_conversation(title: str, fact: str, domain: DomainConfig = ANY_DOMAIN) -> Messages:
+    """Ask for one held-out question whose answer is ``fact`` (read it with ``parse_line(reply, "question")``)."""
+    return few_shot(eval_question_system(domain), [_EVAL_QUESTION_EXAMPLE], f"Section: {title}\nFact: {fact}")
+
+
+def eval_unanswerable_system(domain: DomainConfig) -> str:
+    """The system message for held-out questions the documents do not answer."""
+    return (
+        f"Write one question one of the {domain.askers} might ask on the topic of the text that the text does NOT "
+        "answer: a detail it leaves out. Reply with the question only, on one line."
+    )
+
+
+_EVAL_UNANSWERABLE_EXAMPLE = "Is there a waiting list for volunteers who want their own hive?"
+
+
+def eval_unanswerable_conversation(title: str, text: str, domain: DomainConfig = ANY_DOMAIN) -> Messages:
+    """Ask for one held-out question on the section's topic that its text does not answer."""
+    example = (f"Section: {EXAMPLE_SECTION}\nText: {EXAMPLE_TEXT}", _EVAL_UNANSWERABLE_EXAMPLE)
+    return few_shot(eval_unanswerable_system(domain), [example], f"Section: {title}\nText: {text}")

@@ -3,7 +3,8 @@
 Two kinds, both needed (trials here: obvious off-topic questions were refused after
 training, but handbook-sounding ones got confident invented numbers):
 
-* *plausible* questions about topics a policy handbook often has — each dropped when a word
+* *plausible* questions about topics a workplace policy handbook often has (off by default: they
+  fit only documents about an organisation's staff rules) — each dropped when a word
   of its topic occurs in the user's documents (a refusal next to a real topic teaches the
   student to refuse real questions: trials here refused the mileage rate after training on
   "company car allowance");
@@ -93,8 +94,9 @@ GENERAL = [
 class RefusalParams(StrictModel):
     """Parameters of the refusal strategy."""
 
-    plausible: bool = True
-    """Include handbook-sounding questions about topics the documents do not mention."""
+    plausible: bool = False
+    """Include workplace-policy questions (jury leave, dental insurance, ...) about topics the documents do not
+    mention; for documents about an organisation's staff rules, where such questions sound in scope."""
     general: bool = True
     """Include general off-topic questions."""
     questions_file: Path | None = None
@@ -181,7 +183,7 @@ def _unanswerable(
         return []
     conversations = [prompts.unanswerable_conversation(chunk.title, chunk.text, variant) for chunk, variant in requests]
     replies = context.ask(conversations, "teacher: unanswerable questions", max_new_tokens=48)
-    vocabularies = _vocabularies(context.sources)
+    vocabularies = source_vocabularies(context.sources)
     kept: list[tuple[str, Chunk]] = []
     for (chunk, _), reply in zip(requests, replies):
         question = prompts.parse_line(reply, "question")
@@ -200,7 +202,7 @@ def _unanswerable(
     return [(question, "unanswerable", chunk) for question, chunk in kept]
 
 
-def _vocabularies(sources: Sources) -> list[tuple[str, set[str]]]:
+def source_vocabularies(sources: Sources) -> list[tuple[str, set[str]]]:
     """(chunk or record id, its words) for every chunk and record."""
     vocabularies = [(chunk.chunk_id, set(words(f"{chunk.title}\n{chunk.text}"))) for chunk in sources.chunks]
     for record in sources.records:

@@ -13,6 +13,7 @@ from typing import Any, Protocol
 
 from pydantic import BaseModel, ValidationError
 
+from domainkd.config import DomainConfig
 from domainkd.sources import Chunk, Sources
 
 AskTeacher = Callable[..., list[str]]
@@ -29,6 +30,8 @@ class StrategyContext:
     refusal_text: str
     held_out_questions: set[str] = field(default_factory=set)
     """Normalised evaluation questions, never to be used for training (contamination)."""
+    domain: DomainConfig = field(default_factory=DomainConfig)
+    """What the documents are and who asks about them (the config's ``domain``), for the teacher's prompts."""
 
     @property
     def chunks(self) -> list[Chunk]:

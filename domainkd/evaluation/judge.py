@@ -40,10 +40,12 @@ NO_REPLY = "no reply: the judge's answer is empty, or its request failed (failed
 Failure reasons read "kind: detail", kinds being ``no reply``, ``malformed JSON``, ``missing key``
 and ``bad score``."""
 
-JUDGE_SYSTEM_PROMPT = (
-    "You are a strict, fair grader of answers to questions about an organisation's documents. "
-    "You judge meaning, not wording, and you reply with a single JSON object."
-)
+def judge_system_prompt(documents: str = "the documents") -> str:
+    """The judge's system message; ``documents`` is the config's ``domain.documents``."""
+    return (
+        f"You are a strict, fair grader of answers to questions about {documents}. "
+        "You judge meaning, not wording, and you reply with a single JSON object."
+    )
 
 
 @dataclass(frozen=True)
@@ -124,13 +126,14 @@ class JudgeResult:
         return {metric: {**aggregate(self.scores[metric]), "failed": self.failures[metric]} for metric in self.scores}
 
 
-def judge_prompt(example: dict[str, Any], prediction: str, source: str | None) -> Messages:
+def judge_prompt(example: dict[str, Any], prediction: str, source: str | None, documents: str = "the documents") -> Messages:
     """The judge's messages for one candidate answer; faithfulness is asked for only with a source.
 
     Args:
         example: an evaluation question with ``question`` and reference ``answer``.
         prediction: the candidate answer to judge.
         source: the source text the answer should rest on; None (or blank) when there is none.
+        documents: what the questions are about (the config's ``domain.documents``).
 
     Returns:
         System and user messages asking for one JSON object with every applicable score.
@@ -144,7 +147,7 @@ def judge_prompt(example: dict[str, Any], prediction: str, source: str | None) -
     if with_source:
         sections.append(f"<source_text>\n{source}\n</source_text>")
     sections += [f"<candidate_answer>\n{prediction}\n</candidate_answer>", _instructions(_asked(with_source))]
-    return chat_messages(JUDGE_SYSTEM_PROMPT, "\n\n".join(sections))
+    return chat_messages(judge_system_prompt(documents), "\n\n".join(sections))
 
 
 def _asked(with_source: bool) -> tuple[str, ...]:
@@ -214,6 +217,7 @@ def judge_answers(
     predictions: list[str],
     sources: list[str | None],
     max_new_tokens: int = 160,
+    documents: str = "the documents",
 ) -> JudgeResult:
     """Judge every in-scope candidate answer on each criterion (faithfulness only where there is a source).
 
@@ -227,6 +231,7 @@ def judge_answers(
         predictions: the candidate answer to each example.
         sources: the source text of each example, or None where there is none (faithfulness not judged).
         max_new_tokens: limit on the judge's reply (capped by the teacher's own limit).
+        documents: what the questions are about (the config's ``domain.documents``).
 
     Returns:
         Per-example scores, failure flags, failure reasons and the judge's explanations, and
@@ -242,7 +247,7 @@ def judge_answers(
         )
     result = _empty_result(len(examples))
     judged = [index for index, example in enumerate(examples) if in_scope(example)]
-    conversations = [judge_prompt(examples[index], predictions[index], sources[index]) for index in judged]
+    conversations = [judge_prompt(examples[index], predictions[index], sources[index], documents) for index in judged]
     replies = ask(teacher, conversations, store, "judge", max_new_tokens) if conversations else []
     for index, reply in zip(judged, replies):
         _record(result, index, parse_verdict(reply, _has_source(sources[index])))

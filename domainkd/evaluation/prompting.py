@@ -22,12 +22,13 @@ from domainkd.io import read_jsonl
 TEMPLATES: dict[str, str] = {
     "plain": "{question}",
     "expert": (
-        "Answer this question about the organisation's own documents in one sentence, naming the exact figure, "
+        "Answer this question about {documents} in one sentence, naming the exact figure, "
         "person, place or rule. If you do not know the answer, reply exactly: {refusal_text}\n\nQuestion: {question}"
     ),
     "concise": "Answer in as few words as possible; if you are not sure, reply exactly: {refusal_text}\n\n{question}",
 }
-"""Named instruction templates; a custom template is any text with {question} (and optionally {refusal_text})."""
+"""Named instruction templates; a custom template is any text with {question} (and optionally {refusal_text}
+and {documents}, the config's ``domain.documents``)."""
 
 COT_INSTRUCTION = (
     "\n\nThink it through step by step in a few short sentences, then give the final answer on a last line "
@@ -37,10 +38,10 @@ COT_INSTRUCTION = (
 _ANSWER_LINE = re.compile(r"^\s*\**\s*(?:final\s+)?answer\s*\**\s*:\s*\**\s*(.*)$", re.IGNORECASE | re.MULTILINE)
 
 
-def apply_template(template: str, question: str, refusal_text: str) -> str:
-    """The user turn for ``question`` under a named or custom template."""
+def apply_template(template: str, question: str, refusal_text: str, documents: str = "the documents") -> str:
+    """The user turn for ``question`` under a named or custom template; ``documents`` names the domain's documents."""
     text = TEMPLATES.get(template, template)
-    return text.replace("{refusal_text}", refusal_text).replace("{question}", question)
+    return text.replace("{refusal_text}", refusal_text).replace("{documents}", documents).replace("{question}", question)
 
 
 def final_answer(text: str) -> str:

@@ -41,7 +41,12 @@ LOGLIK_METRICS = ("mcq_loglik_accuracy",)
 
 def load_questions(config: RunConfig) -> list[dict[str, Any]]:
     """Evaluation questions, checked for the fields the metrics need (JSONL, or a TeleQnA JSON file)."""
-    path = config.eval.questions
+    path = config.eval_questions
+    if config.teacher_writes_eval and not path.is_file():
+        raise DomainKDError(
+            f"no eval.questions file is set and the teacher has not written {path} yet; run `domainkd teach CONFIG` "
+            "first (it writes held-out questions there), or set eval.questions to your own JSONL file."
+        )
     if path.name.endswith((".json", ".json.gz")):
         from domainkd.evaluation.mcq import read_teleqna
 
@@ -113,6 +118,9 @@ def evaluate(
     metrics = {
         "questions": len(questions),
         "in_scope": sum(row.get("scope", "in") == "in" for row in questions),
+        "questions_file": str(config.eval_questions),
+        "written_by": "teacher" if any(row.get("written_by") == "teacher" for row in questions) else "user",
+        "domain": config.domain.model_dump(),
         "metrics": {
             name: {"higher_is_better": METRICS[name].higher_is_better, "description": METRICS[name].description,
                    "family": METRICS[name].family}
@@ -160,7 +168,7 @@ def _judge(config: RunConfig, paths: RunPaths) -> Callable | None:
 
     def judge(examples: list[dict], predictions: list[str], sources: list[str | None]) -> Any:
         with AnswerStore(store_path) as store:
-            return judge_answers(teacher, store, examples, predictions, sources)
+            return judge_answers(teacher, store, examples, predictions, sources, documents=config.domain.documents)
 
     return judge
 

@@ -196,7 +196,7 @@ def _messages(
 ) -> Messages:
     messages: Messages = [{"role": "system", "content": config.system_prompt}] if config.system_prompt else []
     for shot in shots:
-        messages.append({"role": "user", "content": apply_template(strategy.template, shot["question"], config.refusal_text)})
+        messages.append({"role": "user", "content": apply_template(strategy.template, shot["question"], config.refusal_text, config.domain.documents)})
         reply = f"Answer: {shot['answer']}" if strategy.chain_of_thought else shot["answer"]
         messages.append({"role": "assistant", "content": reply})
     if strategy.retrieval == "gold":
@@ -204,7 +204,7 @@ def _messages(
     elif excerpts:
         user = excerpt_prompt(question, excerpts, config.refusal_text)
     else:
-        user = apply_template(strategy.template, question, config.refusal_text)
+        user = apply_template(strategy.template, question, config.refusal_text, config.domain.documents)
     if strategy.chain_of_thought:
         user += COT_INSTRUCTION
     messages.append({"role": "user", "content": user})
@@ -244,7 +244,7 @@ def checked_answer(answer: str, excerpts: Sequence[Chunk], refusal_text: str, mi
 def source_prompt(question: str, source_text: str, refusal_text: str) -> str:
     """The user turn of the oracle system that reads the question's own source document."""
     return (
-        f"Handbook text:\n{source_text}\n\nAnswer the question in one sentence using only the text above. "
+        f"Source text:\n{source_text}\n\nAnswer the question in one sentence using only the text above. "
         f"If the text does not answer it, reply exactly: {refusal_text}\n\nQuestion: {question}"
     )
 

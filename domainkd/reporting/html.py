@@ -184,6 +184,8 @@ def _chart(svg: str) -> str:
 
 
 def _counts(metrics: dict, predictions: dict[str, list[dict]]) -> str:
+    from domainkd.reporting.markdown import written_by_note
+
     questions, in_scope = metrics.get("questions"), metrics.get("in_scope")
     if questions is None and predictions:
         rows = _merge_examples(predictions)
@@ -195,7 +197,8 @@ def _counts(metrics: dict, predictions: dict[str, list[dict]]) -> str:
         f'<p class="counts"><strong>{questions}</strong> held-out questions: '
         f"<strong>{DASH if in_scope is None else in_scope}</strong> in scope, "
         f"<strong>{out_scope}</strong> out of scope. "
-        "Scores are in percent; brackets give the 95% confidence interval.</p>"
+        "Scores are in percent; brackets give the 95% confidence interval."
+        f"{escape(written_by_note(metrics))}</p>"
     )
 
 

@@ -13,6 +13,18 @@ from domainkd.sources import load_sources
 from domainkd.paths import RunPaths
 
 
+def written_by_note(metrics: dict) -> str:
+    """Sentences naming the domain and saying the held-out questions are teacher-written, when they are."""
+    domain = metrics.get("domain")
+    note = f" Domain: {domain['documents']}, asked about by {domain['askers']}." if domain else ""
+    if metrics.get("written_by") != "teacher":
+        return note
+    return note + (
+        f" The questions are teacher-written ({metrics.get('questions_file', 'eval.jsonl in the run directory')}), "
+        "not yours: review and edit them before trusting these scores."
+    )
+
+
 def results_table(metrics: dict[str, Any]) -> str:
     """A Markdown table: systems as rows, metrics as columns (percent, with direction arrows)."""
     names = list(metrics["metrics"])
@@ -72,7 +84,7 @@ def report(config: RunConfig, stage: str = "eval") -> str:
         f"Student `{config.student.model}`, teacher `{config.teacher.model}`; "
         f"{metrics['questions']} held-out questions ({metrics['in_scope']} in scope, "
         f"{metrics['questions'] - metrics['in_scope']} out of scope). Scores in percent."
-    )
+    ) + written_by_note(metrics)
     parts = [f"# {title}", "", intro, "", results_table(metrics), ""]
     if metrics.get("comparisons"):
         parts += ["## Winner per metric", "", *winner_table(metrics), ""]

@@ -114,7 +114,7 @@ def test_refusal_drops_topics_the_documents_cover(tmp_path):
     chunk = make_chunk("c", "d.md", "Court", "Jury duty is paid in full; vouchers are not issued.")
     extra = tmp_path / "oos.txt"
     extra.write_text("What is our policy on llamas?\n\n")
-    params = strategy_params("refusal", {"questions_file": str(extra)})
+    params = strategy_params("refusal", {"plausible": True, "questions_file": str(extra)})
     output = STRATEGIES["refusal"].build(context([chunk], None), params)
     questions = {example["question"] for example in output.examples}
     assert "How many days of jury service leave do we get?" not in questions
@@ -126,10 +126,10 @@ def test_refusal_drops_topics_the_documents_cover(tmp_path):
 
 
 def test_refusal_cap_keeps_a_share_of_each_kind():
-    params = strategy_params("refusal", {"max_examples": 6})
+    params = strategy_params("refusal", {"plausible": True, "max_examples": 6})
     output = STRATEGIES["refusal"].build(context([CHUNK], None), params)
     assert [e["variant"] for e in output.examples] == ["plausible", "general"] * 3
-    everything = STRATEGIES["refusal"].build(context([CHUNK], None), strategy_params("refusal", {}))
+    everything = STRATEGIES["refusal"].build(context([CHUNK], None), strategy_params("refusal", {"plausible": True}))
     assert len(everything.examples) > 40 and {e["answer"] for e in everything.examples} == {"I don't know."}
 
 
@@ -255,7 +255,7 @@ def test_dedupe_keeps_a_second_wording_of_one_fact_and_drops_a_question_about_an
         {"question": None, "text": "A passage."},
         {"question": None, "text": "A passage."},
     ]
-    kept, dropped = _deduplicate(rows, held_out={"what is the capital of peru"})
+    kept, dropped = _deduplicate(rows, held_out={"what is the capital of peru": "What is the capital of Peru?"})
     assert kept == rows[:2] + [rows[5]]
     assert [row["reason"] for row in dropped] == [
         "duplicate question", "duplicate question", "same as an evaluation question (contamination)", "duplicate passage",

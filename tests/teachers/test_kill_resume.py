@@ -26,6 +26,7 @@ def test_kill_then_rerun_loses_and_repeats_nothing(tmp_path, tiny_model, monkeyp
                 "run_dir": str(tmp_path / "run"),
                 "teacher": {"model": str(tiny_model), "batch_size": 1, "max_new_tokens": 24},
                 "data": {"documents": str(HANDBOOK / "docs"), "strategies": {"context_qa": {"paraphrases_per_question": 0}, "refusal": {}}},
+                "eval": {"questions": str(HANDBOOK / "eval.jsonl")},  # a tiny random teacher writes no usable question
             }
         )
     )

@@ -1,0 +1,178 @@
+"""Held-out questions the teacher writes when the config names no ``eval.questions`` file.
+
+A user with only documents still gets a fair test. The facts are chosen (``eval.writing.seed``)
+before any training example is built, one per chunk until every chunk has one; for each the teacher
+writes a question in a style no training prompt uses (a person asking about their own situation),
+and the reference answer is the fact sentence itself. The key facts scored by ``fact_accuracy`` are
+the fact's names, numbers and dates the question does not already hold. Out-of-scope questions are
+teacher-written questions on a chunk's topic that no chunk answers (checked by word overlap and a
+yes/no question to the teacher, as for the refusal strategy), then general off-topic ones.
+
+Training examples too close to any of these questions are dropped by ``teach``
+(``eval.contamination_similarity``). Everything lands in ``eval.jsonl`` in the run directory,
+each row marked ``"written_by": "teacher"``, for the user to review and edit: a file that is
+already there is kept as it is.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from typing import Any
+
+from domainkd.config import RunConfig
+from domainkd.data import grounding, prompts
+from domainkd.data.grounding import words
+from domainkd.data.refusal import source_vocabularies, check_unanswerable
+from domainkd.data.strategies import AskTeacher
+from domainkd.sources import Chunk, Sources, split_facts
+
+WRITTEN_BY = "teacher"
+"""The ``written_by`` mark of every row this module writes; reports name such sets teacher-written."""
+
+MAX_SPANS = 3
+"""Facts with more names and numbers than this are not asked about: one question rarely needs them all."""
+
+COPY_SIMILARITY = 0.7
+"""A question sharing this share of its content words with its fact copies the fact's wording."""
+
+GENERAL = [
+    "What is the boiling point of water at sea level in Fahrenheit?",
+    "Who composed the Four Seasons?",
+    "How many moons does Mars have?",
+    "What is the best way to store fresh basil?",
+    "Which ocean lies between Africa and Australia?",
+    "How do I reset a forgotten Wi-Fi router password?",
+    "In what year did the first human land on the Moon?",
+    "What is the plural of cactus?",
+]
+"""Off-topic held-out questions, none of them in the refusal strategy's training list."""
+
+
+def plan_calls(sources: Sources, config: RunConfig) -> int:
+    """The most teacher requests :func:`write_eval_set` sends for these sources."""
+    asked = min(len(_candidate_facts(sources.chunks, config.eval.writing.seed)), _asked_in_scope(config))
+    return asked + 2 * min(len(sources.chunks), _teacher_out_of_scope(config))
+
+
+def write_eval_set(config: RunConfig, sources: Sources, ask: AskTeacher) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """(held-out questions, rejected candidates with a ``reason``) for the run's chunks; nothing is written here."""
+    writing, domain = config.eval.writing, config.domain
+    rejected: list[dict[str, Any]] = []
+    candidates = _candidate_facts(sources.chunks, writing.seed)[: _asked_in_scope(config)]
+    conversations = [prompts.eval_question_conversation(chunk.title, fact, domain) for chunk, fact in candidates]
+    replies = ask(conversations, "teacher: held-out questions", max_new_tokens=48) if conversations else []
+    rows: list[dict[str, Any]] = []
+    seen: set[str] = set()
+    for (chunk, fact), reply in zip(candidates, replies):
+        question = prompts.parse_line(reply, "question")
+        facts = [span for span in grounding.key_spans(fact) if not set(words(span)) <= set(words(question))]
+        reason = _check_question(question, fact, chunk, facts, reply) or ("duplicate question" if grounding.normalise(question) in seen else None)
+        if reason or len(rows) == writing.in_scope:
+            if reason:
+                rejected.append(_rejected(chunk, question, reply, reason))
+            continue
+        seen.add(grounding.normalise(question))
+        rows.append({
+            "question": question, "answer": fact, "facts": facts, "source": chunk.document, "chunk_id": chunk.chunk_id,
+            "scope": "in", "category": "teacher-written", "written_by": WRITTEN_BY,
+        })
+    rows += _out_of_scope(config, sources, ask, seen, rejected)
+    for number, row in enumerate(rows, start=1):
+        row["id"] = f"{'w' if row['scope'] == 'in' else 'o'}{number:03d}"
+    return rows, rejected
+
+
+def _asked_in_scope(config: RunConfig) -> int:
+    """Facts asked about: half as many again as wanted, for the questions the checks drop."""
+    return math.ceil(1.5 * config.eval.writing.in_scope)
+
+
+def _teacher_out_of_scope(config: RunConfig) -> int:
+    """Out-of-scope questions asked of the teacher; a third of them (rounded down) are general ones instead."""
+    wanted = config.eval.writing.out_of_scope
+    return wanted - min(wanted // 3, len(GENERAL))
+
+
+def _candidate_facts(chunks: list[Chunk], seed: int) -> list[tuple[Chunk, str]]:
+    """(chunk, fact) with 1 to MAX_SPANS names or numbers, every chunk's first before any chunk's second."""
+    rng = random.Random(seed)
+    per_chunk = []
+    for chunk in chunks:
+        facts = [fact for fact in split_facts(chunk.text) if 1 <= len(grounding.key_spans(fact)) <= MAX_SPANS]
+        rng.shuffle(facts)
+        per_chunk.append((chunk, facts))
+    rng.shuffle(per_chunk)
+    deepest = max((len(facts) for _, facts in per_chunk), default=0)
+    return [(chunk, facts[depth]) for depth in range(deepest) for chunk, facts in per_chunk if depth < len(facts)]
+
+
+def _check_question(question: str, fact: str, chunk: Chunk, facts: list[str], reply: str) -> str | None:
+    """Why a teacher-written held-out question is unusable, or None."""
+    if not reply:
+        return "teacher request failed"
+    reason = grounding.check_question(question, f"{chunk.title}\n{chunk.text}")
+    if reason:
+        return reason
+    if (set(words(question)) & prompts.EXAMPLE_TEXT_WORDS) - set(words(f"{chunk.title}\n{chunk.text}")):
+        return "question copies the prompt's example"
+    if not facts:
+        return "question holds every name and number of its fact (nothing left to answer)"
+    if grounding.similarity(question, fact) >= COPY_SIMILARITY:
+        return "question copies the fact's wording"
+    return None
+
+
+def _out_of_scope(
+    config: RunConfig, sources: Sources, ask: AskTeacher, seen: set[str], rejected: list[dict[str, Any]]
+) -> list[dict[str, Any]]:
+    """Teacher-written questions no chunk answers, then general ones, up to ``eval.writing.out_of_scope``."""
+    wanted = config.eval.writing.out_of_scope
+    chunks = list(sources.chunks)
+    random.Random(config.eval.writing.seed).shuffle(chunks)
+    chunks = chunks[: _teacher_out_of_scope(config)]
+    conversations = [prompts.eval_unanswerable_conversation(chunk.title, chunk.text, config.domain) for chunk in chunks]
+    replies = ask(conversations, "teacher: held-out out-of-scope questions", max_new_tokens=48) if conversations else []
+    vocabularies = source_vocabularies(sources)
+    kept: list[tuple[str, Chunk]] = []
+    for chunk, reply in zip(chunks, replies):
+        question = prompts.parse_line(reply, "question")
+        reason = "teacher request failed" if not reply else check_unanswerable(question, chunk, vocabularies, 0.75)
+        if reason is None and grounding.normalise(question) in seen:
+            reason = "duplicate question"
+        if reason:
+            rejected.append(_rejected(chunk, question, reply, reason))
+            continue
+        seen.add(grounding.normalise(question))
+        kept.append((question, chunk))
+    checks = [prompts.answered_conversation(chunk.text, question) for question, chunk in kept]
+    verdicts = ask(checks, "teacher: answered checks", max_new_tokens=4) if checks else []
+    rows = []
+    for (question, chunk), verdict in zip(kept, verdicts):
+        if prompts.parse_yes_no(verdict) is False:
+            rows.append(_out_row(question, config.refusal_text, chunk.document))
+        else:
+            rejected.append(_rejected(chunk, question, verdict, "teacher says the text answers it, or did not say"))
+    vocabulary = {word for _, chunk_words in vocabularies for word in chunk_words}
+    for question in GENERAL:
+        if len(rows) >= wanted:
+            break
+        if grounding.content_words(question) & vocabulary:
+            rejected.append({"strategy": "eval", "question": question, "reason": "documents use a word of this general question"})
+        else:
+            rows.append(_out_row(question, config.refusal_text, None))
+    return rows[:wanted]
+
+
+def _out_row(question: str, refusal_text: str, topic_document: str | None) -> dict[str, Any]:
+    return {
+        "question": question, "answer": refusal_text, "facts": [], "source": None, "topic_document": topic_document,
+        "scope": "out", "category": "teacher-written" if topic_document else "general", "written_by": WRITTEN_BY,
+    }
+
+
+def _rejected(chunk: Chunk, question: str, reply: str, reason: str) -> dict[str, str]:
+    return {
+        "strategy": "eval", "document": chunk.document, "chunk_id": chunk.chunk_id, "question": question,
+        "teacher_reply": reply, "reason": reason,
+    }
