@@ -43,8 +43,8 @@ def reply(conversation) -> str:
         return f"Question: I treat {title.lower()} cases; what should I expect to see, in numbers?"
     if system == prompts.eval_unanswerable_system(config_from_dict({"domain": DOMAIN}).domain):
         return f"Which insurer pays for {title.lower()} care abroad?"
-    if "one word: yes or no" in system:
-        return "no"
+    if "one word: yes or no" in system:  # yes for the held-out questions below, no for the out-of-scope ones
+        return "yes" if user.rsplit("Question: ", 1)[-1].startswith("I treat") else "no"
     return f"What does the evidence say on {title.lower()}?"
 
 

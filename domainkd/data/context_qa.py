@@ -95,9 +95,8 @@ class ContextQA:
         if _copied_example(question + " " + answer, fact):
             return "pair copies the prompt's example"
         reverse = style in prompts.REVERSE_STYLES
-        return grounding.check_question(question, chunk.text) or grounding.check_answer(
-            question, answer, fact, chunk.text, reverse=reverse
-        )
+        source = f"{chunk.title}\n{chunk.text}"  # the teacher is shown the section's title too ("Section: MPL-2.0")
+        return grounding.check_question(question, source) or grounding.check_answer(question, answer, fact, source, reverse=reverse)
 
     @staticmethod
     def _add_paraphrases(context: StrategyContext, pairs: list, count: int, output: StrategyOutput) -> None:

@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import math
 import random
+import re
+from collections import Counter
 from typing import Any
 
 from domainkd.config import RunConfig
@@ -36,6 +38,13 @@ MAX_SPANS = 3
 COPY_SIMILARITY = 0.7
 """A question sharing this share of its content words with its fact copies the fact's wording."""
 
+COMMON_SHARE = 0.1
+"""A name or number in more than this share of the chunks (and in at least 3) tells no fact apart ("License" in
+a licence, "Institute" in a handbook): it is not a key fact, and a fact needs another one to be asked about."""
+
+_SENTENCE = re.compile(r"^[A-Z0-9\"'(\[]")
+_RULE = re.compile(r"[-=_*#~]{3,}")
+
 GENERAL = [
     "What is the boiling point of water at sea level in Fahrenheit?",
     "Who composed the Four Seasons?",
@@ -50,9 +59,9 @@ GENERAL = [
 
 
 def plan_calls(sources: Sources, config: RunConfig) -> int:
-    """The most teacher requests :func:`write_eval_set` sends for these sources."""
+    """The most teacher requests :func:`write_eval_set` sends for these sources (a question and a check per fact)."""
     asked = min(len(_candidate_facts(sources.chunks, config.eval.writing.seed)), _asked_in_scope(config))
-    return asked + 2 * min(len(sources.chunks), _teacher_out_of_scope(config))
+    return 2 * asked + 2 * min(len(sources.chunks), _teacher_out_of_scope(config))
 
 
 def write_eval_set(config: RunConfig, sources: Sources, ask: AskTeacher) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
@@ -62,21 +71,22 @@ def write_eval_set(config: RunConfig, sources: Sources, ask: AskTeacher) -> tupl
     candidates = _candidate_facts(sources.chunks, writing.seed)[: _asked_in_scope(config)]
     conversations = [prompts.eval_question_conversation(chunk.title, fact, domain) for chunk, fact in candidates]
     replies = ask(conversations, "teacher: held-out questions", max_new_tokens=48) if conversations else []
+    common = _common_spans(sources.chunks)
     rows: list[dict[str, Any]] = []
     seen: set[str] = set()
     for (chunk, fact), reply in zip(candidates, replies):
         question = prompts.parse_line(reply, "question")
-        facts = [span for span in grounding.key_spans(fact) if not set(words(span)) <= set(words(question))]
+        facts = [span for span in _telling_spans(fact, common) if not set(words(span)) <= set(words(question))]
         reason = _check_question(question, fact, chunk, facts, reply) or ("duplicate question" if grounding.normalise(question) in seen else None)
-        if reason or len(rows) == writing.in_scope:
-            if reason:
-                rejected.append(_rejected(chunk, question, reply, reason))
+        if reason:
+            rejected.append(_rejected(chunk, question, reply, reason))
             continue
         seen.add(grounding.normalise(question))
         rows.append({
             "question": question, "answer": fact, "facts": facts, "source": chunk.document, "chunk_id": chunk.chunk_id,
             "scope": "in", "category": "teacher-written", "written_by": WRITTEN_BY,
         })
+    rows = _answered_by_their_fact(rows, ask, rejected)[: writing.in_scope]
     rows += _out_of_scope(config, sources, ask, seen, rejected)
     for number, row in enumerate(rows, start=1):
         row["id"] = f"{'w' if row['scope'] == 'in' else 'o'}{number:03d}"
@@ -94,12 +104,34 @@ def _teacher_out_of_scope(config: RunConfig) -> int:
     return wanted - min(wanted // 3, len(GENERAL))
 
 
+def _common_spans(chunks: list[Chunk]) -> set[str]:
+    """Lower-cased names and numbers found in more than COMMON_SHARE of the chunks (and in at least 3)."""
+    counts = Counter(span.lower() for chunk in chunks for span in set(grounding.key_spans(chunk.text)))
+    return {span for span, count in counts.items() if count >= 3 and count > COMMON_SHARE * len(chunks)}
+
+
+def _telling_spans(fact: str, common: set[str]) -> list[str]:
+    """The fact's names, numbers and dates that are not common to the documents."""
+    return [span for span in grounding.key_spans(fact) if span.lower() not in common]
+
+
+def _whole_sentence(fact: str) -> bool:
+    """Whether ``fact`` reads as a sentence or list item: it opens like one, is 6 to 60 words, holds no rule line
+    (a plain-text heading's underline) and was not cut by a chunk boundary."""
+    return bool(_SENTENCE.match(fact)) and 6 <= len(fact.split()) <= 60 and not _RULE.search(fact)
+
+
 def _candidate_facts(chunks: list[Chunk], seed: int) -> list[tuple[Chunk, str]]:
-    """(chunk, fact) with 1 to MAX_SPANS names or numbers, every chunk's first before any chunk's second."""
+    """(chunk, fact) of whole sentences with 1 to MAX_SPANS telling names or numbers, every chunk's first before
+    any chunk's second."""
     rng = random.Random(seed)
+    common = _common_spans(chunks)
     per_chunk = []
     for chunk in chunks:
-        facts = [fact for fact in split_facts(chunk.text) if 1 <= len(grounding.key_spans(fact)) <= MAX_SPANS]
+        facts = [
+            fact for fact in split_facts(chunk.text)
+            if _whole_sentence(fact) and 1 <= len(_telling_spans(fact, common)) <= MAX_SPANS
+        ]
         rng.shuffle(facts)
         per_chunk.append((chunk, facts))
     rng.shuffle(per_chunk)
@@ -121,6 +153,24 @@ def _check_question(question: str, fact: str, chunk: Chunk, facts: list[str], re
     if grounding.similarity(question, fact) >= COPY_SIMILARITY:
         return "question copies the fact's wording"
     return None
+
+
+def _answered_by_their_fact(
+    rows: list[dict[str, Any]], ask: AskTeacher, rejected: list[dict[str, Any]]
+) -> list[dict[str, Any]]:
+    """The questions the teacher, asked yes/no, says their fact sentence answers (a vague question is dropped)."""
+    checks = [prompts.answered_conversation(row["answer"], row["question"]) for row in rows]
+    verdicts = ask(checks, "teacher: held-out question checks", max_new_tokens=4) if checks else []
+    kept = []
+    for row, verdict in zip(rows, verdicts):
+        if prompts.parse_yes_no(verdict) is True:
+            kept.append(row)
+        else:
+            rejected.append({
+                "strategy": "eval", "document": row["source"], "chunk_id": row["chunk_id"], "question": row["question"],
+                "teacher_reply": verdict, "reason": "teacher does not say the fact answers it",
+            })
+    return kept
 
 
 def _out_of_scope(

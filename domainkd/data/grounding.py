@@ -14,7 +14,7 @@ STOPWORDS = frozenset(
     "have has had i you he she it we they me my your our their its this that these those what which who whom "
     "whose when where why how can could may might must shall should will would not no yes there here than then "
     "so such any all each every some many much more most other into over under about after before up down out "
-    "off again once also only just very per via please tell know need get".split()
+    "off again once also only just very per via please tell know need get i'm i've i'd i'll".split()
 )
 
 

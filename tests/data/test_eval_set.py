@@ -5,7 +5,7 @@ from __future__ import annotations
 from domainkd.config import config_from_dict
 from domainkd.data import grounding, prompts
 from domainkd.data.build import _deduplicate
-from domainkd.data.eval_set import GENERAL, plan_calls, write_eval_set
+from domainkd.data.eval_set import GENERAL, _candidate_facts, _common_spans, _telling_spans, plan_calls, write_eval_set
 from domainkd.sources import Chunk, Sources
 
 
@@ -34,7 +34,9 @@ def _config(**writing):
     return config_from_dict({"domain": {"documents": "biomedical abstracts", "askers": "clinicians"}, "eval": {"writing": writing}})
 
 
-def fake_teacher(answered="no"):
+def fake_teacher(answered="no", vague=()):
+    """A scripted teacher: its questions are QUESTIONS; asked whether a text answers a question, it says yes for
+    its own in-scope questions (no for those in ``vague``) and ``answered`` for the out-of-scope ones."""
     calls = []
 
     def ask(conversations, label, max_new_tokens=None):
@@ -47,7 +49,8 @@ def fake_teacher(answered="no"):
             elif system == prompts.eval_unanswerable_system(_config().domain):
                 replies.append("Which dose of ferrovan suits children?" if "Ferrovan" in user else "How did the nurses rate the canteen coffee?")
             else:
-                replies.append(answered)
+                asked = user.rsplit("Question: ", 1)[1]
+                replies.append(("no" if asked in vague else "yes") if asked in QUESTIONS.values() else answered)
         return replies
 
     return ask, calls
@@ -78,8 +81,31 @@ def test_questions_on_chosen_facts_with_the_spans_left_to_answer():
     assert reasons[QUESTIONS["Nurses on rotating night shifts slept 5.2 hours a day on average."]] == "question copies the fact's wording"
     assert len({row["id"] for row in rows}) == len(rows)
     assert [label for label, _ in calls] == [
-        "teacher: held-out questions", "teacher: held-out out-of-scope questions", "teacher: answered checks",
+        "teacher: held-out questions", "teacher: held-out question checks", "teacher: held-out out-of-scope questions",
+        "teacher: answered checks",
     ]
+
+
+def test_a_question_its_fact_does_not_answer_is_dropped():
+    vague = QUESTIONS["The Halden cohort followed them for 18 months."]
+    ask, _ = fake_teacher(vague=(vague,))
+    rows, rejected = write_eval_set(_config(in_scope=4, out_of_scope=0), Sources([TRIAL, SLEEP]), ask)
+    assert [row["source"] for row in rows] == ["trial.md"]
+    assert {row["question"]: row["reason"] for row in rejected}[vague] == "teacher does not say the fact answers it"
+
+
+def test_facts_are_whole_sentences_and_their_key_facts_tell_chunks_apart():
+    heading = make_chunk("h.md#0", "h.md", "h", "Mozilla Public License Version 2.0\n==================================")
+    cut = make_chunk("c.md#1", "c.md", "c", "and conversions to other media types made by Kelmont in 2019 count too.")
+    licence = [
+        make_chunk(f"l{n}.md#0", f"l{n}.md", "Terms", f"The License lets You copy the Work within {n + 30} days of Release {n}.")
+        for n in range(5)
+    ]
+    facts = [fact for _, fact in _candidate_facts([heading, cut, *licence], 0)]
+    assert len(facts) == 5 and all(fact.startswith("The License lets") for fact in facts)  # no heading, no cut fact
+    common = _common_spans([heading, cut, *licence])
+    assert {"license", "work"} <= common and "31" not in common
+    assert _telling_spans(licence[1].text, common) == ["31", "Release 1"]
 
 
 def test_out_of_scope_questions_are_checked_and_topped_up_with_general_ones():
@@ -100,14 +126,14 @@ def test_out_of_scope_questions_are_checked_and_topped_up_with_general_ones():
 
 def test_every_chunk_gets_a_question_before_any_gets_a_second():
     chunks = [
-        make_chunk(f"d{n}.md#0", f"d{n}.md", f"Part {n}", f"Unit {n} opens at 0{n}:00. Unit {n} closes at 1{n}:30. Unit {n} holds {n}0 beds.")
+        make_chunk(f"d{n}.md#0", f"d{n}.md", f"Part {n}", f"Unit {n} opens its doors at 0{n}:00. Unit {n} closes its doors at 1{n}:30. Unit {n} holds {n}0 beds in all.")
         for n in range(1, 6)
     ]
 
     def ask(conversations, label, max_new_tokens=None):
         if label == "teacher: held-out questions":
             return [f"Question: {c[-1]['content'].split('Fact: ')[1].split(' ', 2)[1]} - when can I go in there, roughly?" for c in conversations]
-        return ["no"] * len(conversations)
+        return ["yes" if label == "teacher: held-out question checks" else "no"] * len(conversations)
 
     config = _config(in_scope=5, out_of_scope=0)
     rows, _ = write_eval_set(config, Sources(chunks), ask)
@@ -116,7 +142,7 @@ def test_every_chunk_gets_a_question_before_any_gets_a_second():
     assert again == rows  # the seed fixes the choice
     other, _ = write_eval_set(_config(in_scope=5, out_of_scope=0, seed=1), Sources(chunks), ask)
     assert [row["answer"] for row in other] != [row["answer"] for row in rows]
-    assert plan_calls(Sources(chunks), config) == 8  # 1.5 x 5 facts asked, no out-of-scope requests
+    assert plan_calls(Sources(chunks), config) == 16  # 1.5 x 5 facts asked and checked, no out-of-scope requests
 
 
 def test_training_questions_close_to_an_evaluation_question_are_dropped():

@@ -103,6 +103,19 @@ def test_context_qa_teacher_calls_for_dry_run():
     assert STRATEGIES["context_qa"].plan(Sources([CHUNK, CHUNK]), params).teacher_calls == 12
 
 
+def test_context_qa_questions_may_name_the_section_title_but_nothing_else_unseen():
+    licence = make_chunk("mpl.txt#0", "MPL-2.0.txt", "MPL-2.0", "Any litigation may be brought only in the courts of Ireland.")
+    replies = iter([
+        "Question: Where can litigation about the MPL-2.0 be brought?\nAnswer: Only in the courts of Ireland.",
+        "Question: I'm suing under the GPL-3; where do I go?\nAnswer: Only to the courts of Ireland.",
+    ])
+    ask, _ = fake_teacher(lambda conversation: next(replies))
+    params = strategy_params("context_qa", {"questions_per_fact": 2, "paraphrases_per_question": 0})
+    output = STRATEGIES["context_qa"].build(context([licence], ask), params)
+    assert [e["question"] for e in output.examples] == ["Where can litigation about the MPL-2.0 be brought?"]
+    assert [r["reason"] for r in output.rejected] == ["question mentions 'gpl-3', which is not in the source"]  # not "i'm"
+
+
 def test_unparseable_reply_is_recorded():
     ask, _ = fake_teacher(lambda conversation: "I cannot help with that.")
     output = STRATEGIES["context_qa"].build(context([CHUNK], ask, "x"), strategy_params("context_qa", {}))
