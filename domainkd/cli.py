@@ -57,6 +57,28 @@ def _parse_overrides(items: list[str]) -> dict[str, Any]:
     return merged
 
 
+@app.command("init")
+def init_command(
+    docs_dir: Annotated[Path, typer.Argument(help="The folder that holds your documents.")],
+    out: Annotated[Path, typer.Option(help="The config file to write.")] = Path("domainkd.yaml"),
+    documents: Annotated[str | None, typer.Option(help='What the documents are, e.g. "biomedical abstracts".')] = None,
+    askers: Annotated[str, typer.Option(help='Who asks about them, e.g. "clinicians".')] = "readers",
+    student: Annotated[str | None, typer.Option(help="The model to specialise: a known name, an HF folder or a .gguf file (default: student.model's).")] = None,
+    teacher: Annotated[str | None, typer.Option(help="The model that writes the training data (default: teacher.model's).")] = None,
+    minutes: Annotated[float, typer.Option(min=1, help="Time budget for data, teach, train and eval together.")] = 30.0,
+    measure: Annotated[bool, typer.Option(help="Time the teacher and student here (about a minute) instead of using reference rates.")] = True,
+    force: Annotated[bool, typer.Option("--force", help="Replace an existing config file.")] = False,
+) -> None:
+    """Write a commented config for a folder of documents: counts, teacher calls, minutes per stage, sized to fit."""
+    from domainkd.init import init_config
+
+    plan = init_config(
+        docs_dir, out, documents=documents, askers=askers, student=student, teacher=teacher, minutes=minutes, measure=measure,
+        force=force,
+    )
+    print(json.dumps(plan, indent=2))
+
+
 @app.command("run")
 def run_command(config: ConfigArg, set_: SetOption = None) -> None:
     """Run every stage: data, teach, train, eval, report."""
