@@ -58,24 +58,51 @@ GENERAL = [
 """Off-topic held-out questions, none of them in the refusal strategy's training list."""
 
 
+ROUNDS = 3
+"""Rounds of requests for in-scope questions; each asks about half as many facts again as are still missing."""
+
+
 def plan_calls(sources: Sources, config: RunConfig) -> int:
     """The most teacher requests :func:`write_eval_set` sends for these sources (a question and a check per fact)."""
-    asked = min(len(_candidate_facts(sources.chunks, config.eval.writing.seed)), _asked_in_scope(config))
+    asked = min(len(_candidate_facts(sources.chunks, config.eval.writing.seed)), ROUNDS * _asked(config.eval.writing.in_scope))
     return 2 * asked + 2 * min(len(sources.chunks), _teacher_out_of_scope(config))
 
 
 def write_eval_set(config: RunConfig, sources: Sources, ask: AskTeacher) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """(held-out questions, rejected candidates with a ``reason``) for the run's chunks; nothing is written here."""
-    writing, domain = config.eval.writing, config.domain
+    writing = config.eval.writing
     rejected: list[dict[str, Any]] = []
-    candidates = _candidate_facts(sources.chunks, writing.seed)[: _asked_in_scope(config)]
-    conversations = [prompts.eval_question_conversation(chunk.title, fact, domain) for chunk, fact in candidates]
-    replies = ask(conversations, "teacher: held-out questions", max_new_tokens=48) if conversations else []
+    candidates = _candidate_facts(sources.chunks, writing.seed)
     common = _common_spans(sources.chunks)
     rows: list[dict[str, Any]] = []
     seen: set[str] = set()
+    for _ in range(ROUNDS):
+        if len(rows) >= writing.in_scope or not candidates:
+            break
+        batch, candidates = candidates[: _asked(writing.in_scope - len(rows))], candidates[_asked(writing.in_scope - len(rows)) :]
+        rows += _in_scope(config, batch, common, ask, seen, rejected)
+    rows = rows[: writing.in_scope]
+    rows += _out_of_scope(config, sources, ask, seen, rejected)
+    for number, row in enumerate(rows, start=1):
+        row["id"] = f"{'w' if row['scope'] == 'in' else 'o'}{number:03d}"
+    return rows, rejected
+
+
+def _asked(missing: int) -> int:
+    """Facts to ask about for ``missing`` questions: half as many again, for the questions the checks drop."""
+    return math.ceil(1.5 * missing)
+
+
+def _in_scope(
+    config: RunConfig, candidates: list[tuple[Chunk, str]], common: set[str], ask: AskTeacher, seen: set[str],
+    rejected: list[dict[str, Any]],
+) -> list[dict[str, Any]]:
+    """Held-out questions on ``candidates`` (chunk, fact) that pass the checks, the teacher's yes/no one last."""
+    conversations = [prompts.eval_question_conversation(chunk.title, fact, config.domain) for chunk, fact in candidates]
+    replies = ask(conversations, "teacher: held-out questions", max_new_tokens=64) if conversations else []
+    rows: list[dict[str, Any]] = []
     for (chunk, fact), reply in zip(candidates, replies):
-        question = prompts.parse_line(reply, "question")
+        question = _question_of(reply)
         facts = [span for span in _telling_spans(fact, common) if not set(words(span)) <= set(words(question))]
         reason = _check_question(question, fact, chunk, facts, reply) or ("duplicate question" if grounding.normalise(question) in seen else None)
         if reason:
@@ -86,16 +113,22 @@ def write_eval_set(config: RunConfig, sources: Sources, ask: AskTeacher) -> tupl
             "question": question, "answer": fact, "facts": facts, "source": chunk.document, "chunk_id": chunk.chunk_id,
             "scope": "in", "category": "teacher-written", "written_by": WRITTEN_BY,
         })
-    rows = _answered_by_their_fact(rows, ask, rejected)[: writing.in_scope]
-    rows += _out_of_scope(config, sources, ask, seen, rejected)
-    for number, row in enumerate(rows, start=1):
-        row["id"] = f"{'w' if row['scope'] == 'in' else 'o'}{number:03d}"
-    return rows, rejected
+    return _answered_by_their_fact(rows, ask, rejected)
 
 
-def _asked_in_scope(config: RunConfig) -> int:
-    """Facts asked about: half as many again as wanted, for the questions the checks drop."""
-    return math.ceil(1.5 * config.eval.writing.in_scope)
+def _question_of(reply: str) -> str:
+    """The question of a reply: its lines, without the ``Question:`` label, up to the first that ends with "?"
+    (small teachers put the situation on one line and the question on the next)."""
+    lines = prompts.parse_lines(reply)
+    if not lines:
+        return ""
+    lines[0] = prompts.parse_line(lines[0], "question")
+    kept = []
+    for line in lines:
+        kept.append(line)
+        if line.endswith("?"):
+            break
+    return " ".join(kept)
 
 
 def _teacher_out_of_scope(config: RunConfig) -> int:
@@ -180,7 +213,7 @@ def _out_of_scope(
     wanted = config.eval.writing.out_of_scope
     chunks = list(sources.chunks)
     random.Random(config.eval.writing.seed).shuffle(chunks)
-    chunks = chunks[: _teacher_out_of_scope(config)]
+    chunks = chunks[: min(len(chunks), _teacher_out_of_scope(config))]
     conversations = [prompts.eval_unanswerable_conversation(chunk.title, chunk.text, config.domain) for chunk in chunks]
     replies = ask(conversations, "teacher: held-out out-of-scope questions", max_new_tokens=48) if conversations else []
     vocabularies = source_vocabularies(sources)

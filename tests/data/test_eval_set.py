@@ -142,7 +142,7 @@ def test_every_chunk_gets_a_question_before_any_gets_a_second():
     assert again == rows  # the seed fixes the choice
     other, _ = write_eval_set(_config(in_scope=5, out_of_scope=0, seed=1), Sources(chunks), ask)
     assert [row["answer"] for row in other] != [row["answer"] for row in rows]
-    assert plan_calls(Sources(chunks), config) == 16  # 1.5 x 5 facts asked and checked, no out-of-scope requests
+    assert plan_calls(Sources(chunks), config) == 30  # all 15 facts (at most 3 rounds of 1.5 x 5) asked and checked
 
 
 def test_training_questions_close_to_an_evaluation_question_are_dropped():
@@ -157,3 +157,24 @@ def test_training_questions_close_to_an_evaluation_question_are_dropped():
     assert dropped[0]["reason"].startswith("shares 80% or more of its content words with the evaluation question")
     kept, dropped = _deduplicate(rows, held_out, similarity=None)
     assert kept == rows and dropped == []
+
+
+def test_a_two_line_question_is_read_whole_and_missing_questions_are_asked_for_again():
+    chunks = [
+        make_chunk(f"d{n}.md#0", f"d{n}.md", f"Part {n}", f"Unit {n} opens its doors at 0{n}:00. Unit {n} closes its doors at 1{n}:30.")
+        for n in range(1, 5)
+    ]
+    rounds = []
+
+    def ask(conversations, label, max_new_tokens=None):
+        if label != "teacher: held-out questions":
+            return ["yes" if label == "teacher: held-out question checks" else "no"] * len(conversations)
+        rounds.append(len(conversations))
+        if len(rounds) == 1:  # the first round: statements, not questions
+            return ["Question: I work there." for _ in conversations]
+        return [f"Question: I start in unit {c[-1]['content'].split('Unit ')[1][0]} soon.\nWhen may I go in?" for c in conversations]
+
+    rows, rejected = write_eval_set(_config(in_scope=2, out_of_scope=0), Sources(chunks), ask)
+    assert rounds == [3, 3]  # 1.5 x 2 facts, then 1.5 x the 2 still missing
+    assert [row["question"] for row in rows][0].endswith("soon. When may I go in?") and len(rows) == 2
+    assert sum(row["reason"] == "not a question" for row in rejected) == 3
