@@ -113,7 +113,7 @@ def init_config(
     data_seconds = time.perf_counter() - started
     if not sources.chunks:
         raise DomainKDError(f"{docs_dir} holds no readable document; add .md, .txt, .html or .pdf files to it.")
-    rates = _measure(first, sources) if measure else REFERENCE_RATES
+    rates = _measure(first, sources, RECIPES[0].questions_per_fact) if measure else REFERENCE_RATES
     for recipe in RECIPES:
         config = config_from_dict(_raw(name, docs_dir, documents, askers, student, teacher, recipe))
         summary = plan_summary(config, sources, skipped)  # what `domainkd data --dry-run` prints
@@ -187,10 +187,11 @@ def _estimate(config: Any, summary: dict[str, Any], recipe: Recipe, rates: Rates
     }
 
 
-def _measure(config: Any, sources: Any) -> Rates:
-    """Rates from timing, on this folder's own chunks: the real `context_qa` strategy on a sample of facts (its
-    teacher requests, and the share of its pairs the checks keep), two training steps of the student on excerpt
-    prompts of the real length, and one batch of its answers to them."""
+def _measure(config: Any, sources: Any, questions_per_fact: int) -> Rates:
+    """Rates from timing, on this folder's own chunks: the real `context_qa` strategy on a sample of facts asked in
+    ``questions_per_fact`` styles (its teacher requests, and the share of its pairs the checks keep: a second
+    style's question that repeats the first is dropped too), two training steps of the student on excerpt prompts
+    of the real length, and one batch of its answers to them."""
     import torch
 
     from domainkd.data.strategies import STRATEGIES, StrategyContext, strategy_params
@@ -201,7 +202,7 @@ def _measure(config: Any, sources: Any) -> Rates:
     from domainkd.training.sft import mixed_precision
 
     wanted = min(config.teacher.batch_size, 32)
-    sample = _spread_sample(sources.chunks, wanted, split_facts)
+    sample = _spread_sample(sources.chunks, math.ceil(wanted / questions_per_fact), split_facts)
     teacher = build_teacher(config.teacher)
 
     def ask(conversations: list, label: str, max_new_tokens: int | None = None, expect_json: bool = False) -> list[str]:
@@ -209,8 +210,8 @@ def _measure(config: Any, sources: Any) -> Rates:
 
     ask([[{"role": "user", "content": "Hello"}]], "load", max_new_tokens=1)  # loads the model; not timed
     context = StrategyContext(Sources(sample), ask, config.refusal_text, domain=config.domain)
-    params = strategy_params("context_qa", {"questions_per_fact": 1, "paraphrases_per_question": 0})
-    requests = max(1, sum(len(split_facts(chunk.text)) for chunk in sample))
+    params = strategy_params("context_qa", {"questions_per_fact": questions_per_fact, "paraphrases_per_question": 0})
+    requests = max(1, questions_per_fact * sum(len(split_facts(chunk.text)) for chunk in sample))
     started = time.perf_counter()
     kept = len(STRATEGIES["context_qa"].build(context, params).examples)
     teacher_request = (time.perf_counter() - started) / requests
