@@ -54,7 +54,12 @@ def final_answer(text: str) -> str:
 
 
 def read_pool(path: Path) -> list[dict[str, str]]:
-    """Question/answer pairs for few-shot examples from a JSONL file (extra fields are ignored)."""
+    """Question/answer pairs for few-shot examples from a JSONL file (extra fields are ignored).
+
+    A RAFT copy (a row with a ``prompt``) counts with its bare question when its answer is its source example's
+    (variants ``with_answer`` and ``refusal``), so a run trained on excerpt prompts only still has a pool; one
+    whose gold excerpt was left out (``without_answer``) may answer with the refusal and does not count.
+    """
     if not path.is_file():
         raise DomainKDError(
             f"few-shot pool {path} does not exist; run `domainkd teach CONFIG` first, set compare.few_shot_pool "
@@ -64,7 +69,7 @@ def read_pool(path: Path) -> list[dict[str, str]]:
         {"question": row["question"].strip(), "answer": row["answer"].strip()}
         for row in read_jsonl(path)
         if isinstance(row.get("question"), str) and isinstance(row.get("answer"), str) and row["question"].strip()
-        and not row.get("prompt")  # a RAFT copy's answer belongs to its excerpts, not to the bare question
+        and (not row.get("prompt") or row.get("variant") in ("with_answer", "refusal"))
     ]
     if not pairs:
         raise DomainKDError(f"few-shot pool {path} has no rows with a question and an answer string; add some.")

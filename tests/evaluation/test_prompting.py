@@ -48,6 +48,20 @@ def test_read_pool_keeps_question_answer_rows_once(tmp_path) -> None:
     assert pool[0]["answer"] == "Ilse Varga."
 
 
+def test_a_run_trained_on_excerpt_prompts_only_has_a_pool_without_its_refused_gold_less_copies(tmp_path) -> None:
+    path = tmp_path / "train.jsonl"
+    prompt = "Document excerpts:\n[1] a.md - A\n..."
+    rows = [
+        {"strategy": "raft", "variant": "with_answer", "question": "Who signs?", "answer": "Ilse Varga.", "prompt": prompt},
+        {"strategy": "raft", "variant": "refusal", "question": "Capital of Peru?", "answer": "I don't know.", "prompt": prompt},
+        {"strategy": "raft", "variant": "without_answer", "question": "When?", "answer": "I don't know.", "prompt": prompt},
+    ]
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows), encoding="utf-8")
+    assert read_pool(path) == [
+        {"question": "Who signs?", "answer": "Ilse Varga."}, {"question": "Capital of Peru?", "answer": "I don't know."},
+    ]
+
+
 def test_read_pool_errors_name_the_fix(tmp_path) -> None:
     with pytest.raises(DomainKDError, match="domainkd teach"):
         read_pool(tmp_path / "missing.jsonl")
