@@ -17,6 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from domainkd.config import config_from_dict
 from domainkd.errors import DomainKDError
 from domainkd.io import atomic_path
@@ -93,9 +95,11 @@ def init_config(
         student: the model to specialise (a known name, an HF folder or a .gguf file; None: ``student.model``'s default).
         teacher: the model that writes the training data (None: ``teacher.model``'s default).
         minutes: the budget for data, teach, train and eval together.
-        measure: time the teacher and the student here for a few seconds (else use :data:`REFERENCE_RATES`).
+        measure: time the teacher and the student here, in under a minute (else use :data:`REFERENCE_RATES`).
         force: replace an existing ``out``.
     """
+    from domainkd.data.build import configured_sources, plan_summary
+
     docs_dir = Path(docs_dir)
     if not docs_dir.is_dir():
         raise DomainKDError(f"{docs_dir} is not a folder; pass the folder that holds your documents.")
@@ -104,7 +108,6 @@ def init_config(
     documents = documents or f"the documents in {docs_dir.resolve().name}"
     name = _run_name(docs_dir)
     relative_docs = Path(os.path.relpath(docs_dir.resolve(), out.resolve().parent)).as_posix()
-    from domainkd.data.build import configured_sources, plan_summary
 
     first = config_from_dict(_raw(name, docs_dir, documents, askers, student, teacher, RECIPES[0]))
     started = time.perf_counter()
@@ -121,6 +124,7 @@ def init_config(
         if sum(estimate.values()) <= minutes * 60:
             break
     text = _yaml(config, out.name, relative_docs, recipe, summary, estimate, rates, minutes)
+    config_from_dict(yaml.safe_load(text), source=str(out))  # the file written is a valid config
     out.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(out) as tmp:
         tmp.write_text(text, encoding="utf-8")

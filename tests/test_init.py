@@ -83,3 +83,9 @@ def test_cli_init_prints_the_plan(tmp_path, small_docs, tiny_model):
     )
     assert result.exit_code == 0, result.output
     assert json.loads(result.output)["config"] == str(out) and load_config(out).domain.documents == "notes"
+
+
+def test_quotes_and_colons_in_the_domain_survive_the_file(tmp_path, small_docs, tiny_model):
+    out = tmp_path / "q.yaml"
+    _init(small_docs, tiny_model, out, documents='the "Q3" notes: draft \\ two', askers="staff: all", measure=False)
+    assert (load_config(out).domain.documents, load_config(out).domain.askers) == ('the "Q3" notes: draft \\ two', "staff: all")
