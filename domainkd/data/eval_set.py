@@ -25,7 +25,7 @@ from typing import Any
 from domainkd.config import RunConfig
 from domainkd.data import grounding, prompts
 from domainkd.data.grounding import words
-from domainkd.data.refusal import source_vocabularies, check_unanswerable
+from domainkd.data.refusal import ANSWERED_OVERLAP, source_vocabularies, unanswerable_questions
 from domainkd.data.strategies import AskTeacher
 from domainkd.sources import Chunk, Sources, split_facts
 
@@ -64,7 +64,8 @@ ROUNDS = 3
 
 def plan_calls(sources: Sources, config: RunConfig) -> int:
     """The most teacher requests :func:`write_eval_set` sends for these sources (a question and a check per fact)."""
-    asked = min(len(_candidate_facts(sources.chunks, config.eval.writing.seed)), ROUNDS * _asked(config.eval.writing.in_scope))
+    candidates = _candidate_facts(sources.chunks, _common_spans(sources.chunks), config.eval.writing.seed)
+    asked = min(len(candidates), ROUNDS * _asked(config.eval.writing.in_scope))
     return 2 * asked + 2 * min(len(sources.chunks), _teacher_out_of_scope(config))
 
 
@@ -72,14 +73,15 @@ def write_eval_set(config: RunConfig, sources: Sources, ask: AskTeacher) -> tupl
     """(held-out questions, rejected candidates with a ``reason``) for the run's chunks; nothing is written here."""
     writing = config.eval.writing
     rejected: list[dict[str, Any]] = []
-    candidates = _candidate_facts(sources.chunks, writing.seed)
     common = _common_spans(sources.chunks)
+    candidates = _candidate_facts(sources.chunks, common, writing.seed)
     rows: list[dict[str, Any]] = []
     seen: set[str] = set()
     for _ in range(ROUNDS):
         if len(rows) >= writing.in_scope or not candidates:
             break
-        batch, candidates = candidates[: _asked(writing.in_scope - len(rows))], candidates[_asked(writing.in_scope - len(rows)) :]
+        asked = _asked(writing.in_scope - len(rows))
+        batch, candidates = candidates[:asked], candidates[asked:]
         rows += _in_scope(config, batch, common, ask, seen, rejected)
     rows = rows[: writing.in_scope]
     rows += _out_of_scope(config, sources, ask, seen, rejected)
@@ -154,11 +156,10 @@ def _whole_sentence(fact: str) -> bool:
     return bool(_SENTENCE.match(fact)) and 6 <= len(fact.split()) <= 60 and not _RULE.search(fact)
 
 
-def _candidate_facts(chunks: list[Chunk], seed: int) -> list[tuple[Chunk, str]]:
-    """(chunk, fact) of whole sentences with 1 to MAX_SPANS telling names or numbers, every chunk's first before
-    any chunk's second."""
+def _candidate_facts(chunks: list[Chunk], common: set[str], seed: int) -> list[tuple[Chunk, str]]:
+    """(chunk, fact) of whole sentences with 1 to MAX_SPANS telling names or numbers (not in ``common``), every
+    chunk's first before any chunk's second."""
     rng = random.Random(seed)
-    common = _common_spans(chunks)
     per_chunk = []
     for chunk in chunks:
         facts = [
@@ -213,29 +214,14 @@ def _out_of_scope(
     wanted = config.eval.writing.out_of_scope
     chunks = list(sources.chunks)
     random.Random(config.eval.writing.seed).shuffle(chunks)
-    chunks = chunks[: min(len(chunks), _teacher_out_of_scope(config))]
-    conversations = [prompts.eval_unanswerable_conversation(chunk.title, chunk.text, config.domain) for chunk in chunks]
-    replies = ask(conversations, "teacher: held-out out-of-scope questions", max_new_tokens=48) if conversations else []
+    chunks = chunks[: _teacher_out_of_scope(config)]
+    requests = [(chunk, prompts.eval_unanswerable_conversation(chunk.title, chunk.text, config.domain)) for chunk in chunks]
     vocabularies = source_vocabularies(sources)
-    kept: list[tuple[str, Chunk]] = []
-    for chunk, reply in zip(chunks, replies):
-        question = prompts.parse_line(reply, "question")
-        reason = "teacher request failed" if not reply else check_unanswerable(question, chunk, vocabularies, 0.75)
-        if reason is None and grounding.normalise(question) in seen:
-            reason = "duplicate question"
-        if reason:
-            rejected.append(_rejected(chunk, question, reply, reason))
-            continue
-        seen.add(grounding.normalise(question))
-        kept.append((question, chunk))
-    checks = [prompts.answered_conversation(chunk.text, question) for question, chunk in kept]
-    verdicts = ask(checks, "teacher: answered checks", max_new_tokens=4) if checks else []
-    rows = []
-    for (question, chunk), verdict in zip(kept, verdicts):
-        if prompts.parse_yes_no(verdict) is False:
-            rows.append(_out_row(question, config.refusal_text, chunk.document))
-        else:
-            rejected.append(_rejected(chunk, question, verdict, "teacher says the text answers it, or did not say"))
+    kept, dropped = unanswerable_questions(
+        ask, vocabularies, requests, "teacher: held-out out-of-scope questions", seen, ANSWERED_OVERLAP, verify=True
+    )
+    rejected += [_rejected(*entry) for entry in dropped]
+    rows = [_out_row(question, config.refusal_text, chunk.document) for question, chunk in kept]
     vocabulary = {word for _, chunk_words in vocabularies for word in chunk_words}
     for question in GENERAL:
         if len(rows) >= wanted:

@@ -27,9 +27,10 @@ from pydantic import Field
 from domainkd.config import StrictModel
 from domainkd.data import grounding, prompts
 from domainkd.data.grounding import words
-from domainkd.data.strategies import Plan, StrategyContext, StrategyOutput, register_strategy
+from domainkd.data.strategies import AskTeacher, Plan, StrategyContext, StrategyOutput, register_strategy
 from domainkd.errors import DomainKDError
 from domainkd.sources import Chunk, Sources
+from domainkd.teachers.base import Messages
 
 Candidate = tuple[str, str, Chunk | None]
 """(question, kind, the chunk it is about or None)."""
@@ -91,6 +92,14 @@ GENERAL = [
 ]
 
 
+ANSWERED_OVERLAP = 0.75
+"""Default share of a teacher-written question's content words found in one chunk or record that means it may be
+answered there."""
+
+Dropped = tuple[Chunk, str, str, str]
+"""(chunk, question, teacher reply, reason) of a teacher-written question the checks dropped."""
+
+
 class RefusalParams(StrictModel):
     """Parameters of the refusal strategy."""
 
@@ -110,7 +119,7 @@ class RefusalParams(StrictModel):
     """Ask for at most this many, every chunk's first before any chunk's second (None: all)."""
     verify_unanswerable: bool = True
     """Also ask the teacher (yes/no) whether the chunk answers each one, and drop those it says it does."""
-    answered_overlap: float = Field(0.75, gt=0, le=1)
+    answered_overlap: float = Field(ANSWERED_OVERLAP, gt=0, le=1)
     """Drop an unanswerable question when this share of its content words occurs in one chunk or record."""
 
 
@@ -178,28 +187,55 @@ def _unanswerable(
 
     Questions in ``seen`` (normalised) are dropped as duplicates; every dropped one goes to ``output.rejected``.
     """
-    requests = _unanswerable_requests(context.chunks, params)
-    if not requests:
-        return []
-    conversations = [prompts.unanswerable_conversation(chunk.title, chunk.text, variant) for chunk, variant in requests]
-    replies = context.ask(conversations, "teacher: unanswerable questions", max_new_tokens=48)
+    requests = [
+        (chunk, prompts.unanswerable_conversation(chunk.title, chunk.text, variant))
+        for chunk, variant in _unanswerable_requests(context.chunks, params)
+    ]
     vocabularies = source_vocabularies(context.sources)
+    kept, dropped = unanswerable_questions(
+        context.ask, vocabularies, requests, "teacher: unanswerable questions", seen, params.answered_overlap,
+        params.verify_unanswerable,
+    )
+    output.rejected += [_rejected(*entry) for entry in dropped]
+    return [(question, "unanswerable", chunk) for question, chunk in kept]
+
+
+def unanswerable_questions(
+    ask: AskTeacher, vocabularies: list[tuple[str, set[str]]], requests: list[tuple[Chunk, Messages]], label: str,
+    seen: set[str], overlap: float, verify: bool,
+) -> tuple[list[tuple[str, Chunk]], list[Dropped]]:
+    """Ask the teacher for questions their chunk does not answer; return (question, chunk) of those that pass the
+    checks and the dropped ones, in the order they were dropped.
+
+    Args:
+        ask: the run's ask-the-teacher function.
+        vocabularies: every chunk's and record's words (:func:`source_vocabularies`), for :func:`check_unanswerable`.
+        requests: (chunk, the conversation asking for a question about it that it does not answer).
+        label: the progress label of the requests.
+        seen: normalised questions already taken; a question in it is a duplicate, a kept one is added.
+        overlap: ``answered_overlap`` of :func:`check_unanswerable`.
+        verify: also ask the teacher (yes/no) whether the chunk answers each question, and drop those it says it does.
+    """
+    if not requests:
+        return [], []
+    replies = ask([conversation for _, conversation in requests], label, max_new_tokens=48)
     kept: list[tuple[str, Chunk]] = []
+    dropped: list[Dropped] = []
     for (chunk, _), reply in zip(requests, replies):
         question = prompts.parse_line(reply, "question")
         reason = "teacher request failed"
         if reply:
-            reason = check_unanswerable(question, chunk, vocabularies, params.answered_overlap)
+            reason = check_unanswerable(question, chunk, vocabularies, overlap)
         if reason is None and grounding.normalise(question) in seen:
             reason = "duplicate question"
         if reason:
-            output.rejected.append(_rejected(chunk, question, reply, reason))
+            dropped.append((chunk, question, reply, reason))
             continue
         seen.add(grounding.normalise(question))
         kept.append((question, chunk))
-    if params.verify_unanswerable:
-        kept = _not_answered(context, kept, output)
-    return [(question, "unanswerable", chunk) for question, chunk in kept]
+    if verify:
+        kept = _not_answered(ask, kept, dropped)
+    return kept, dropped
 
 
 def source_vocabularies(sources: Sources) -> list[tuple[str, set[str]]]:
@@ -236,16 +272,16 @@ def check_unanswerable(
 
 
 def _not_answered(
-    context: StrategyContext, kept: list[tuple[str, Chunk]], output: StrategyOutput
+    ask: AskTeacher, kept: list[tuple[str, Chunk]], dropped: list[Dropped]
 ) -> list[tuple[str, Chunk]]:
-    """The questions the teacher, asked yes/no, says their chunk does not answer."""
+    """The questions the teacher, asked yes/no, says their chunk does not answer; the others go to ``dropped``."""
     conversations = [prompts.answered_conversation(chunk.text, question) for question, chunk in kept]
-    replies = context.ask(conversations, "teacher: answered checks", max_new_tokens=4)
+    replies = ask(conversations, "teacher: answered checks", max_new_tokens=4)
     survivors = []
     for (question, chunk), reply in zip(kept, replies):
         reason = _check_verdict(reply)
         if reason:
-            output.rejected.append(_rejected(chunk, question, reply, reason))
+            dropped.append((chunk, question, reply, reason))
         else:
             survivors.append((question, chunk))
     return survivors

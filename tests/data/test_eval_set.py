@@ -101,7 +101,8 @@ def test_facts_are_whole_sentences_and_their_key_facts_tell_chunks_apart():
         make_chunk(f"l{n}.md#0", f"l{n}.md", "Terms", f"The License lets You copy the Work within {n + 30} days of Release {n}.")
         for n in range(5)
     ]
-    facts = [fact for _, fact in _candidate_facts([heading, cut, *licence], 0)]
+    chunks = [heading, cut, *licence]
+    facts = [fact for _, fact in _candidate_facts(chunks, _common_spans(chunks), 0)]
     assert len(facts) == 5 and all(fact.startswith("The License lets") for fact in facts)  # no heading, no cut fact
     common = _common_spans([heading, cut, *licence])
     assert {"license", "work"} <= common and "31" not in common
@@ -176,5 +177,5 @@ def test_a_two_line_question_is_read_whole_and_missing_questions_are_asked_for_a
 
     rows, rejected = write_eval_set(_config(in_scope=2, out_of_scope=0), Sources(chunks), ask)
     assert rounds == [3, 3]  # 1.5 x 2 facts, then 1.5 x the 2 still missing
-    assert [row["question"] for row in rows][0].endswith("soon. When may I go in?") and len(rows) == 2
+    assert rows[0]["question"].endswith("soon. When may I go in?") and len(rows) == 2
     assert sum(row["reason"] == "not a question" for row in rejected) == 3
