@@ -185,13 +185,17 @@ def _held_out(config: RunConfig) -> dict[str, str]:
     return {grounding.normalise(row["question"]): row["question"] for row in rows if isinstance(row.get("question"), str)}
 
 
-def _contaminated(question: str, key: str, held_out: dict[str, str], similarity: float | None) -> str | None:
-    """Why a training question is too close to an evaluation question, or None."""
+def _contaminated(
+    question: str, key: str, held_out: dict[str, str], asked_words: list[tuple[str, set[str]]], similarity: float | None
+) -> str | None:
+    """Why a training question is too close to an evaluation question (``asked_words``: each one with its content
+    words), or None."""
     if key in held_out:
         return "same as an evaluation question (contamination)"
     if similarity is not None and question:
-        for asked in held_out.values():
-            if grounding.similarity(question, asked) >= similarity:
+        words_of_question = grounding.content_words(question)
+        for asked, words_of_asked in asked_words:
+            if grounding.jaccard(words_of_question, words_of_asked) >= similarity:
                 return f"shares {similarity:.0%} or more of its content words with the evaluation question {asked!r} (contamination)"
     return None
 
@@ -205,10 +209,11 @@ def _deduplicate(examples: list[dict], held_out: dict[str, str], similarity: flo
     evaluation question, or sharing ``similarity`` of its content words with one, is contamination.
     """
     kept, dropped, seen, asked_about = [], [], set(), {}
+    asked_words = [(asked, grounding.content_words(asked)) for asked in held_out.values()]  # once, not per example
     for example in examples:
         key = grounding.normalise(example.get("question") or example.get("text") or "")
         about = example.get("fact") or example.get("answer")
-        contamination = _contaminated(example.get("question") or "", key, held_out, similarity)
+        contamination = _contaminated(example.get("question") or "", key, held_out, asked_words, similarity)
         if contamination:
             dropped.append({**example, "reason": contamination})
         elif (key, grounding.normalise(example.get("answer") or "")) in seen or (not example.get("question") and key in asked_about):

@@ -69,8 +69,12 @@ def key_spans(text: str) -> list[str]:
 
 def similarity(first: str, second: str) -> float:
     """Jaccard overlap of the two texts' content words (0 when either has none)."""
-    a, b = content_words(first), content_words(second)
-    return len(a & b) / len(a | b) if a and b else 0.0
+    return jaccard(content_words(first), content_words(second))
+
+
+def jaccard(first: set[str], second: set[str]) -> float:
+    """Shared words over all words of two word sets (0 when either is empty)."""
+    return len(first & second) / len(first | second) if first and second else 0.0
 
 
 def content_words(text: str) -> set[str]:
