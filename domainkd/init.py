@@ -182,7 +182,7 @@ def _estimate(config: Any, summary: dict[str, Any], recipe: Recipe, rates: Rates
     """Seconds per stage: teacher calls, example passes and answers, times the rates."""
     writing = config.eval.writing
     questions = writing.in_scope + writing.out_of_scope
-    answers = questions * len(SYSTEMS) + config.eval.train_recall * 1  # the closed-book student also recalls
+    answers = questions * len(SYSTEMS) + config.eval.train_recall  # the closed-book student also answers training questions
     return {
         "data": data_seconds,
         "teach": summary["teacher_calls"] * rates.teacher_request,
@@ -198,28 +198,13 @@ def _measure(config: Any, sources: Any, questions_per_fact: int) -> Rates:
     of the real length, and one batch of its answers to them."""
     import torch
 
-    from domainkd.data.strategies import STRATEGIES, StrategyContext, strategy_params
     from domainkd.evaluation.systems import excerpt_prompt
     from domainkd.models import chat_messages, generate_texts, load_causal_lm, render_prompt
-    from domainkd.sources import Sources, split_facts
-    from domainkd.teachers import build_teacher
     from domainkd.training.sft import mixed_precision
 
     wanted = min(config.teacher.batch_size, 32)
-    sample = _spread_sample(sources.chunks, math.ceil(wanted / questions_per_fact), split_facts)
-    teacher = build_teacher(config.teacher)
-
-    def ask(conversations: list, label: str, max_new_tokens: int | None = None, expect_json: bool = False) -> list[str]:
-        return [reply.text or "" for reply in teacher.generate(conversations, max_new_tokens, expect_json=expect_json)]
-
-    ask([[{"role": "user", "content": "Hello"}]], "load", max_new_tokens=1)  # loads the model; not timed
-    context = StrategyContext(Sources(sample), ask, config.refusal_text, domain=config.domain)
-    params = strategy_params("context_qa", {"questions_per_fact": questions_per_fact, "paraphrases_per_question": 0})
-    requests = max(1, questions_per_fact * sum(len(split_facts(chunk.text)) for chunk in sample))
-    started = time.perf_counter()
-    kept = len(STRATEGIES["context_qa"].build(context, params).examples)
-    teacher_request = (time.perf_counter() - started) / requests
-    del teacher
+    sample = _spread_sample(sources.chunks, math.ceil(wanted / questions_per_fact))
+    teacher_request, kept, requests = _measure_teacher(config, sample, questions_per_fact)  # the teacher is freed here
 
     model, tokenizer = load_causal_lm(config.student.model, trust_remote_code=config.student.trust_remote_code)
     chunks = sources.chunks
@@ -258,8 +243,30 @@ def _measure(config: Any, sources: Any, questions_per_fact: int) -> Rates:
     )
 
 
-def _spread_sample(chunks: list[Any], wanted: int, split_facts: Any) -> list[Any]:
+def _measure_teacher(config: Any, sample: list[Any], questions_per_fact: int) -> tuple[float, int, int]:
+    """(seconds per request, pairs kept, requests) of the real `context_qa` strategy on ``sample``'s facts."""
+    from domainkd.data.strategies import STRATEGIES, StrategyContext, strategy_params
+    from domainkd.sources import Sources, split_facts
+    from domainkd.teachers import build_teacher
+
+    teacher = build_teacher(config.teacher)
+
+    def ask(conversations: list, label: str, max_new_tokens: int | None = None, expect_json: bool = False) -> list[str]:
+        return [reply.text or "" for reply in teacher.generate(conversations, max_new_tokens, expect_json=expect_json)]
+
+    ask([[{"role": "user", "content": "Hello"}]], "load", max_new_tokens=1)  # loads the model; not timed
+    context = StrategyContext(Sources(sample), ask, config.refusal_text, domain=config.domain)
+    params = strategy_params("context_qa", {"questions_per_fact": questions_per_fact, "paraphrases_per_question": 0})
+    requests = max(1, questions_per_fact * sum(len(split_facts(chunk.text)) for chunk in sample))
+    started = time.perf_counter()
+    kept = len(STRATEGIES["context_qa"].build(context, params).examples)
+    return (time.perf_counter() - started) / requests, kept, requests
+
+
+def _spread_sample(chunks: list[Any], wanted: int) -> list[Any]:
     """Chunks taken evenly across the folder until they hold about ``wanted`` facts."""
+    from domainkd.sources import split_facts
+
     step = max(1, len(chunks) // 8)
     order = [*chunks[::step], *(chunk for index, chunk in enumerate(chunks) if index % step)]
     picked, facts = [], 0
