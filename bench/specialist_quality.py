@@ -34,11 +34,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from domainkd import load_config
 from domainkd.config import config_from_dict, deep_merge
 from domainkd.data.build import prepare_data, teach
 from domainkd.evaluation import evaluate
 from domainkd.io import read_jsonl
+from domainkd.models.loading import native_on_cpu
 from domainkd.paths import RunPaths
 from domainkd.training import train
 
@@ -89,6 +92,11 @@ def lever(**sections: Any) -> dict[str, Any]:
 RAFT = {"data": {"chunk_tokens": 96, "chunk_overlap_tokens": 16,
                  "raft": {"share": 1.0, "keep_closed_book": False, "without_gold": 0.0}},
         "train": {"max_length": 512, "epochs": 2, "detach_excerpts": True}}
+
+
+ONE_FACT = {"data": {"strategies": {"context_qa": {"max_facts_per_chunk": 1}}}}
+ONE_FACT_CLOSED_BOOK = merge(ONE_FACT, {"data": {"raft": None},
+                                        "train": {"epochs": 5, "max_length": 192, "detach_excerpts": False}})
 
 
 def rows() -> list[Row]:
@@ -153,7 +161,8 @@ def run_row(row: Row, workdir: Path, seed: int, answers: Path) -> dict[str, Any]
     began = time.perf_counter()
     evaluate(config)
     timings["eval_s"] = round(time.perf_counter() - began, 1)
-    record = {"identity": identity, "timings": timings}
+    record = {"identity": identity, "timings": timings, "finished": time.strftime("%Y-%m-%d %H:%M"),
+              "cpu_native_bf16": bool(native_on_cpu(torch.bfloat16))}
     done.write_text(json.dumps(record), encoding="utf-8")
     return _result(row, run_dir, record)
 
@@ -184,7 +193,7 @@ def _result(row: Row, run_dir: Path, record: dict[str, Any]) -> dict[str, Any]:
         "false_refusal_rate": scores["false_refusal_rate"],
         "knowledge": metrics["systems"][row.system].get("knowledge"),
         "examples": train_summary.get("examples"), "train_steps": train_summary.get("steps"),
-        **record["timings"],
+        **record["timings"], "finished": record.get("finished"), "cpu_native_bf16": record.get("cpu_native_bf16"),
         # the training's own time (a row that reused a finished run, e.g. the demo's, took seconds to read it)
         **({"train_s": train_summary["seconds"]} if "seconds" in train_summary else {}),
     }
@@ -212,6 +221,22 @@ def extra_rows() -> list[Row]:
     return [
         Row("best", "the demo's recipe (RAFT only, every fact, 2 styles, detached), closed-book", "student", group="best"),
         Row("best_hybrid", "the demo's recipe, reading excerpts", "student_with_retrieval", group="best"),
+        Row("best_teacher_1.5b", "the demo's recipe with Qwen2.5-Coder-1.5B writing the questions and answers, closed-book",
+            "student", {"teacher": {"model": "qwen2.5-coder-1.5b-instruct"}}, group="best-1.5b"),
+        Row("best_teacher_1.5b_hybrid", "the demo's recipe with the 1.5B teacher, reading excerpts", "student_with_retrieval",
+            {"teacher": {"model": "qwen2.5-coder-1.5b-instruct"}}, group="best-1.5b"),
+        # the teacher's data alone, at a size the 1.5B teacher answers in half an hour on a CPU without bf16
+        Row("one_fact_0.5b", "the demo's recipe on one fact per chunk, Qwen2.5-Coder-0.5B teacher, reading excerpts",
+            "student_with_retrieval", ONE_FACT, group="one-fact-0.5b"),
+        Row("one_fact_1.5b", "the demo's recipe on one fact per chunk, Qwen2.5-Coder-1.5B teacher, reading excerpts",
+            "student_with_retrieval", merge(ONE_FACT, {"teacher": {"model": "qwen2.5-coder-1.5b-instruct"}}),
+            group="one-fact-1.5b"),
+        # context distillation against plain SFT on the same closed-book data; the teacher is one_fact_0.5b's student
+        Row("one_fact_sft", "one fact per chunk, closed-book SFT (5 epochs)", "student", ONE_FACT_CLOSED_BOOK),
+        Row("one_fact_context_kd", "one_fact_sft + context distillation: one_fact_0.5b's student reading each source teaches it",
+            "student", merge(ONE_FACT_CLOSED_BOOK, {"train": {"kd": {
+                "teacher": "{workdir}/one-fact-0.5b-seed{seed}/train/model", "teacher_context": "source",
+                "top_k": 64, "loss": "vanilla", "alpha": 0.5}}})),
         Row("waterworks", "the demo's recipe on examples/waterworks, closed-book", "student", corpus=WATERWORKS, group="waterworks"),
         Row("waterworks_hybrid", "the demo's recipe on examples/waterworks, reading excerpts", "student_with_retrieval",
             corpus=WATERWORKS, group="waterworks"),
@@ -229,8 +254,8 @@ def _cell(score: dict[str, Any] | None, interval: bool = False) -> str:
 
 def table(results: list[dict[str, Any]]) -> str:
     lines = [
-        "| row | seed | what | system | fact accuracy (95% CI) | OOS refusal | false refusal | train-q recall | examples | train s |",
-        "|---|---:|---|---|---:|---:|---:|---:|---:|---:|",
+        "| row | seed | what | system | fact accuracy (95% CI) | OOS refusal | false refusal | train-q recall | examples | teach s | train s | eval s | finished |",
+        "|---|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
     for result in results:
         recall = (result.get("knowledge") or {}).get("train_recall")
@@ -238,7 +263,7 @@ def table(results: list[dict[str, Any]]) -> str:
             f"| {result['row']} | {result['seed']} | {result['what']} | {result['system']} | "
             f"{_cell(result['fact_accuracy'], True)} | {_cell(result['refusal_rate'])} | "
             f"{_cell(result['false_refusal_rate'])} | {_cell(recall)} | {result.get('examples') or '–'} | "
-            f"{result.get('train_s', '–')} |"
+            f"{result.get('teach_s', '–')} | {result.get('train_s', '–')} | {result.get('eval_s', '–')} | {result.get('finished') or 'before 2026-12-06'} |"
         )
     return "\n".join(lines)
 
@@ -266,7 +291,8 @@ def main(argv: list[str] | None = None) -> None:
             ordered = [results[key] for key in sorted(results, key=lambda k: ([r.name for r in every].index(k[0]), k[1]))]
             args.output.parent.mkdir(parents=True, exist_ok=True)
             args.output.write_text(json.dumps({
-                "machine": {"platform": platform.platform(), "python": platform.python_version()},
+                "machine": {"platform": platform.platform(), "python": platform.python_version(),
+                            "cpu_native_bf16": bool(native_on_cpu(torch.bfloat16))},
                 "results": ordered,
             }, indent=1), encoding="utf-8")
     print(table(ordered))

@@ -130,7 +130,7 @@ def teach(config: RunConfig) -> dict[str, Any]:
             output = STRATEGIES[name].build(context, strategy_params(name, params))
             examples += output.examples
             rejected += output.rejected
-        teacher_stats = store.stats()
+        teacher_stats = store.stats(teacher.identity)
     examples, dropped = _deduplicate(examples, held_out, config.eval.contamination_similarity)
     rejected += dropped
     if not examples:

@@ -105,8 +105,9 @@ class AnswerStore:
         """Number of stored answers (successful ones)."""
         return self._connection.execute("SELECT COUNT(*) FROM answers WHERE answer IS NOT NULL").fetchone()[0]
 
-    def stats(self) -> dict[str, Any]:
-        """Totals over every stored request, for a stage's summary.
+    def stats(self, teacher: str | None = None) -> dict[str, Any]:
+        """Totals over every stored request of ``teacher`` (an identity such as ``hf:NAME``; None: every
+        teacher's), for a stage's summary: a store copied from another run may hold other teachers' answers.
 
         Returns:
             ``answered`` and ``failed`` request counts, ``failed_by_reason`` (failures per
@@ -114,11 +115,14 @@ class AnswerStore:
             frequent first), and the ``prompt_tokens`` and ``completion_tokens`` of all stored
             requests, failed ones included (their tokens were spent too).
         """
+        where, arguments = ("WHERE teacher = ?", (teacher,)) if teacher is not None else ("", ())
         answered, failed, prompt_tokens, completion_tokens = self._connection.execute(
             "SELECT COUNT(answer), COUNT(*) - COUNT(answer), "
-            "COALESCE(SUM(prompt_tokens), 0), COALESCE(SUM(completion_tokens), 0) FROM answers"
+            f"COALESCE(SUM(prompt_tokens), 0), COALESCE(SUM(completion_tokens), 0) FROM answers {where}", arguments
         ).fetchone()
-        errors = self._connection.execute("SELECT error FROM answers WHERE answer IS NULL")
+        errors = self._connection.execute(
+            f"SELECT error FROM answers WHERE answer IS NULL{' AND teacher = ?' if teacher is not None else ''}", arguments
+        )
         reasons = Counter(failure_kind(error or "") for (error,) in errors)
         return {
             "answered": answered,

@@ -157,6 +157,18 @@ def test_stats_total_answers_failures_and_tokens(tmp_path):
     assert stats["completion_tokens"] == 3 + 3  # failed replies spent none here
 
 
+def test_stats_of_one_teacher_leave_out_another_teachers_answers_in_the_same_store(tmp_path):
+    other = CountingTeacher()
+    other.identity = "fake:other"
+    with AnswerStore(tmp_path / "s.sqlite") as store:  # e.g. a store copied from a run with another teacher
+        ask(other, _conversations("a", "b", "fail:timeout: slow"), store)
+        ask(CountingTeacher(), _conversations("cd"), store)
+        mine, theirs, every = store.stats("fake:echo"), store.stats("fake:other"), store.stats()
+    assert (mine["answered"], mine["failed"], mine["prompt_tokens"]) == (1, 0, 2)
+    assert (theirs["answered"], theirs["failed"], theirs["failed_by_reason"]) == (2, 1, {"timeout": 1})
+    assert every["answered"] == 3 and every["prompt_tokens"] == mine["prompt_tokens"] + theirs["prompt_tokens"]
+
+
 def test_expect_json_stores_repaired_json_and_fails_what_cannot_be_repaired(tmp_path):
     fenced = 'Here:\n```json\n{"question": "Why?", "answer": "Because",}\n```'
     teacher = CountingTeacher(replies={"q1": fenced, "q2": "no object"})
