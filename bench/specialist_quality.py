@@ -94,6 +94,7 @@ RAFT = {"data": {"chunk_tokens": 96, "chunk_overlap_tokens": 16,
         "train": {"max_length": 512, "epochs": 2, "detach_excerpts": True}}
 
 
+TEACHER_1_5B = {"teacher": {"model": "qwen2.5-coder-1.5b-instruct"}}
 ONE_FACT = {"data": {"strategies": {"context_qa": {"max_facts_per_chunk": 1}}}}
 ONE_FACT_CLOSED_BOOK = merge(ONE_FACT, {"data": {"raft": None},
                                         "train": {"epochs": 5, "max_length": 192, "detach_excerpts": False}})
@@ -122,13 +123,13 @@ def rows() -> list[Row]:
         Row("context_0.5b", "Qwen2.5-Coder-0.5B reading the gold section", "teacher_with_context", trains=False,
             group="untrained"),
         Row("context_1.5b", "Qwen2.5-Coder-1.5B reading the gold section", "teacher_with_context",
-            {"teacher": {"model": "qwen2.5-coder-1.5b-instruct"}}, trains=False, group="untrained-1.5b"),
+            TEACHER_1_5B, trains=False, group="untrained-1.5b"),
         Row("raft", "today + RAFT (every question with excerpts only, 96-token chunks, 2 epochs, excerpts detached), reading excerpts",
             "student_with_retrieval", lever(**RAFT), group="raft"),
         Row("raft_unchecked", "the raft row without the answer check", "student_with_retrieval", lever(**RAFT),
             group="raft", unchecked=True),
         Row("teacher_1.5b", "today with Qwen2.5-Coder-1.5B writing the questions and answers", "student",
-            lever(teacher={"model": "qwen2.5-coder-1.5b-instruct"})),
+            lever(**TEACHER_1_5B)),
         Row("context_kd", "today + context distillation: the raft row's student reading each source teaches it",
             "student", lever(train={"kd": {"teacher": "{workdir}/raft-seed{seed}/train/model", "teacher_context": "source",
                                            "top_k": 64, "loss": "vanilla", "alpha": 0.5}})),
@@ -222,14 +223,14 @@ def extra_rows() -> list[Row]:
         Row("best", "the demo's recipe (RAFT only, every fact, 2 styles, detached), closed-book", "student", group="best"),
         Row("best_hybrid", "the demo's recipe, reading excerpts", "student_with_retrieval", group="best"),
         Row("best_teacher_1.5b", "the demo's recipe with Qwen2.5-Coder-1.5B writing the questions and answers, closed-book",
-            "student", {"teacher": {"model": "qwen2.5-coder-1.5b-instruct"}}, group="best-1.5b"),
+            "student", TEACHER_1_5B, group="best-1.5b"),
         Row("best_teacher_1.5b_hybrid", "the demo's recipe with the 1.5B teacher, reading excerpts", "student_with_retrieval",
-            {"teacher": {"model": "qwen2.5-coder-1.5b-instruct"}}, group="best-1.5b"),
+            TEACHER_1_5B, group="best-1.5b"),
         # the teacher's data alone, at a size the 1.5B teacher answers in half an hour on a CPU without bf16
         Row("one_fact_0.5b", "the demo's recipe on one fact per chunk, Qwen2.5-Coder-0.5B teacher, reading excerpts",
             "student_with_retrieval", ONE_FACT, group="one-fact-0.5b"),
         Row("one_fact_1.5b", "the demo's recipe on one fact per chunk, Qwen2.5-Coder-1.5B teacher, reading excerpts",
-            "student_with_retrieval", merge(ONE_FACT, {"teacher": {"model": "qwen2.5-coder-1.5b-instruct"}}),
+            "student_with_retrieval", merge(ONE_FACT, TEACHER_1_5B),
             group="one-fact-1.5b"),
         # context distillation against plain SFT on the same closed-book data; the teacher is one_fact_0.5b's student
         Row("one_fact_sft", "one fact per chunk, closed-book SFT (5 epochs)", "student", ONE_FACT_CLOSED_BOOK),
@@ -291,8 +292,7 @@ def main(argv: list[str] | None = None) -> None:
             ordered = [results[key] for key in sorted(results, key=lambda k: ([r.name for r in every].index(k[0]), k[1]))]
             args.output.parent.mkdir(parents=True, exist_ok=True)
             args.output.write_text(json.dumps({
-                "machine": {"platform": platform.platform(), "python": platform.python_version(),
-                            "cpu_native_bf16": bool(native_on_cpu(torch.bfloat16))},
+                "machine": {"platform": platform.platform(), "python": platform.python_version()},
                 "results": ordered,
             }, indent=1), encoding="utf-8")
     print(table(ordered))

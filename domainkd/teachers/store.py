@@ -115,14 +115,12 @@ class AnswerStore:
             frequent first), and the ``prompt_tokens`` and ``completion_tokens`` of all stored
             requests, failed ones included (their tokens were spent too).
         """
-        where, arguments = ("WHERE teacher = ?", (teacher,)) if teacher is not None else ("", ())
+        of_teacher, arguments = ("teacher = ?", (teacher,)) if teacher is not None else ("1", ())
         answered, failed, prompt_tokens, completion_tokens = self._connection.execute(
-            "SELECT COUNT(answer), COUNT(*) - COUNT(answer), "
-            f"COALESCE(SUM(prompt_tokens), 0), COALESCE(SUM(completion_tokens), 0) FROM answers {where}", arguments
+            "SELECT COUNT(answer), COUNT(*) - COUNT(answer), COALESCE(SUM(prompt_tokens), 0), "
+            f"COALESCE(SUM(completion_tokens), 0) FROM answers WHERE {of_teacher}", arguments
         ).fetchone()
-        errors = self._connection.execute(
-            f"SELECT error FROM answers WHERE answer IS NULL{' AND teacher = ?' if teacher is not None else ''}", arguments
-        )
+        errors = self._connection.execute(f"SELECT error FROM answers WHERE answer IS NULL AND {of_teacher}", arguments)
         reasons = Counter(failure_kind(error or "") for (error,) in errors)
         return {
             "answered": answered,
