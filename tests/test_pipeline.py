@@ -164,3 +164,15 @@ def test_every_source_and_strategy_through_teach_and_train(tiny_config, tmp_path
     assert any(e.get("text") and e.get("question") is None for e in examples)
     summary = train(config)
     assert summary["examples"] == len(examples)
+
+
+def test_dry_run_counts_only_the_configured_teachers_stored_answers(tiny_config):
+    from domainkd.teachers import AnswerStore
+
+    mine = f"hf:{tiny_config.teacher.model}"
+    with AnswerStore(RunPaths(tiny_config.output_dir).answer_store) as store:  # e.g. copied from a run with another teacher
+        store.put_many([
+            {"key": f"k{n}", "teacher": teacher, "settings": {}, "prompt": [], "answer": "A"}
+            for n, teacher in enumerate([mine, "hf:qwen2.5-coder-1.5b-instruct", "hf:qwen2.5-coder-1.5b-instruct"])
+        ] + [{"key": "failed", "teacher": mine, "settings": {}, "prompt": [], "error": "timeout"}])
+    assert prepare_data(tiny_config, dry_run=True)["already_answered"] == 1

@@ -36,7 +36,7 @@ def prepare_data(config: RunConfig, dry_run: bool = False) -> dict[str, Any]:
     sources = configured_sources(config, skipped)
     summary = plan_summary(config, sources, skipped)
     if dry_run:
-        summary["already_answered"] = _stored_answers(paths)
+        summary["already_answered"] = _stored_answers(paths, config)
         return summary
     dump_config(config, paths.config)
     save_sources(sources, paths.chunks.parent)
@@ -93,11 +93,12 @@ def _token_counter(reference: str, trust_remote_code: bool) -> TokenCounter:
     return count
 
 
-def _stored_answers(paths: RunPaths) -> int:
+def _stored_answers(paths: RunPaths, config: RunConfig) -> int:
+    """Answers the configured teacher has stored (a store copied from another run may hold other teachers')."""
     if not paths.answer_store.is_file():
         return 0
     with AnswerStore(paths.answer_store) as store:
-        return store.count()
+        return store.stats(build_teacher(config.teacher).identity)["answered"]
 
 
 def load_chunks(paths: RunPaths) -> list[Chunk]:
