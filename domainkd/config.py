@@ -115,6 +115,10 @@ class RaftConfig(StrictModel):
     without_gold_target: Literal["refusal", "memory"] = "refusal"
     """What an excerpt copy without the answer is trained to say: the refusal sentence (the excerpts do not
     answer it), or the answer from memory (RAFT's original recipe)."""
+    answer: Literal["teacher", "source"] = "teacher"
+    """What an excerpt copy holding the answer is trained to say: the example's own answer (the teacher's
+    wording), or the source sentence the question was written from, as the documents word it (the student
+    learns to find and quote the sentence that answers; examples without a source sentence keep their answer)."""
     refusals: bool = True
     """Refusal examples get an excerpt copy too (the excerpts retrieved for an out-of-scope question), so the
     student learns to refuse when the excerpts do not hold the answer."""

@@ -12,7 +12,10 @@ the training question:
 * a share (``without_gold``) leave out every chunk holding the answer; they are trained to
   refuse (the excerpts do not answer it) or to answer from memory (the paper's recipe);
 * refusal examples get the excerpts retrieved for them, so the student refuses when the
-  excerpts do not hold the answer, not only when the question sounds foreign.
+  excerpts do not hold the answer, not only when the question sounds foreign;
+* with ``answer: source`` a copy holding the answer is trained on the source sentence as the
+  documents word it instead of the teacher's answer: extractive reading, finding and quoting
+  the sentence that answers.
 
 A chunk *holds the answer* when it contains the example's source fact (``fact``), or, for an
 example without one, when it is the example's own chunk. Examples without a chunk (records, QA
@@ -92,6 +95,8 @@ def raft_examples(
         answer = example["answer"]
         if without and not refusal and params.without_gold_target == "refusal":
             answer = config.refusal_text
+        elif not without and params.answer == "source" and example.get("fact"):
+            answer = example["fact"]
         copies.append({
             **example,
             "strategy": "raft",

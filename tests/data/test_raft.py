@@ -99,6 +99,19 @@ def test_a_copy_without_the_answer_holds_no_chunk_with_the_fact(target, answer):
     assert copy["variant"] == "without_answer" and copy["answer"] == answer
 
 
+def test_source_answers_quote_the_fact_where_the_excerpts_hold_it_and_nowhere_else():
+    search, _ = searcher(["leave.md#0", "leave.md#1", "parking.md#0", "badges.md#0"])
+    no_fact = {**QA, "question": "What does the leave section say?", "fact": None, "answer": "Leave rules."}
+    copies = copies_of([QA, no_fact, REFUSAL], CHUNKS, search, config(without_gold=0, answer="source"))
+    assert [c["answer"] for c in copies] == [QA["fact"], "Leave rules.", "No idea."]
+    assert copies[0]["variant"] == "with_answer" and QA["fact"] in copies[0]["prompt"]
+    # a copy without the answer's chunk has no sentence to quote: it refuses, or answers from memory as taught
+    [refused] = copies_of([QA], CHUNKS, search, config(without_gold=1, answer="source"))
+    assert refused["answer"] == "No idea."
+    [memory] = copies_of([QA], CHUNKS, search, config(without_gold=1, without_gold_target="memory", answer="source"))
+    assert memory["answer"] == "27 days."
+
+
 def test_refusals_read_their_retrieved_excerpts_and_still_refuse():
     search, _ = searcher(["travel.md#0", "parking.md#0", "badges.md#0"])
     [copy] = copies_of([REFUSAL], CHUNKS, search, config(without_gold=0))
