@@ -13,7 +13,9 @@ out-of-scope refusal, false refusal, training time and training-set size. Rows:
 * one lever at a time added to ``today`` (an ablation), then the demo's recipe (``best``: the
   config read, as `make demo` runs it);
 * the curve of fact accuracy against phrasings per fact (1, 2, 4, 8 question styles);
-* ``best`` on a second corpus (``examples/waterworks``), to check the recipe is not tuned to one.
+* ``best`` on a second corpus (``examples/waterworks``), to check the recipe is not tuned to one;
+* levers measured on the demo's recipe since: the 1.5B teacher, context distillation against
+  plain SFT, excerpt copies trained on the source sentence (``data.raft.answer: source``).
 
 Finished rows are skipped on a rerun (their metrics are read back). Writes
 ``bench/results/specialist_quality.json`` and prints one Markdown table.
@@ -96,6 +98,7 @@ RAFT = {"data": {"chunk_tokens": 96, "chunk_overlap_tokens": 16,
 
 TEACHER_1_5B = {"teacher": {"model": "qwen2.5-coder-1.5b-instruct"}}
 ONE_FACT = {"data": {"strategies": {"context_qa": {"max_facts_per_chunk": 1}}}}
+SOURCE_ANSWERS = {"data": {"raft": {"answer": "source"}}}
 ONE_FACT_CLOSED_BOOK = merge(ONE_FACT, {"data": {"raft": None},
                                         "train": {"epochs": 5, "max_length": 192, "detach_excerpts": False}})
 
@@ -232,6 +235,17 @@ def extra_rows() -> list[Row]:
         Row("one_fact_1.5b", "the demo's recipe on one fact per chunk, Qwen2.5-Coder-1.5B teacher, reading excerpts",
             "student_with_retrieval", merge(ONE_FACT, TEACHER_1_5B),
             group="one-fact-1.5b"),
+        # extractive reading: excerpt copies trained on the source sentence instead of the teacher's answer
+        Row("one_fact_source", "one_fact_0.5b with the source sentence as every excerpt copy's answer, reading excerpts",
+            "student_with_retrieval", merge(ONE_FACT, SOURCE_ANSWERS)),
+        Row("source_answers", "the demo's recipe with the source sentence as every excerpt copy's answer, reading excerpts",
+            "student_with_retrieval", SOURCE_ANSWERS),
+        Row("source_answers_refusals_40", "source_answers with 40 refusal examples instead of 20, reading excerpts",
+            "student_with_retrieval", merge(SOURCE_ANSWERS, {"data": {"strategies": {"refusal": {"max_examples": 40}}}})),
+        Row("source_answers_unanswerable", "source_answers_refusals_40 + up to 20 in-domain questions the teacher wrote that "
+            "their chunk does not answer (40 asked), reading excerpts", "student_with_retrieval",
+            merge(SOURCE_ANSWERS, {"data": {"strategies": {"refusal": {
+                "max_examples": 60, "unanswerable_per_chunk": 1, "max_unanswerable": 40}}}})),
         # context distillation against plain SFT on the same closed-book data; the teacher is one_fact_0.5b's student
         Row("one_fact_sft", "one fact per chunk, closed-book SFT (5 epochs)", "student", ONE_FACT_CLOSED_BOOK),
         Row("one_fact_context_kd", "one_fact_sft + context distillation: one_fact_0.5b's student reading each source teaches it",
