@@ -117,7 +117,7 @@ class RaftConfig(StrictModel):
     answer it), or the answer from memory (RAFT's original recipe)."""
     answer: Literal["teacher", "source"] = "teacher"
     """What an excerpt copy holding the answer is trained to say: the example's own answer (the teacher's
-    wording), or the source sentence the question was written from, as the documents word it (the student
+    wording), or the source fact the question was written from (a sentence, or a list item with its lead-in line; the student
     learns to find and quote the sentence that answers; examples without a source sentence keep their answer)."""
     refusals: bool = True
     """Refusal examples get an excerpt copy too (the excerpts retrieved for an out-of-scope question), so the

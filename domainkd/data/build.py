@@ -94,7 +94,8 @@ def _token_counter(reference: str, trust_remote_code: bool) -> TokenCounter:
 
 
 def _stored_answers(paths: RunPaths, config: RunConfig) -> int:
-    """Answers the configured teacher has stored (a store copied from another run may hold other teachers')."""
+    """Answers the configured teacher has stored, under any generation settings (a store copied from another run may
+    hold other teachers'; answers stored under other settings, such as another dtype, are asked again by teach)."""
     if not paths.answer_store.is_file():
         return 0
     with AnswerStore(paths.answer_store) as store:

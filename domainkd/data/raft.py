@@ -85,6 +85,7 @@ def raft_examples(
     depth = min(len(chunks), top_k + max((len(ids) for ids in holding), default=0))
     hits = search([example["question"] for example in chosen], depth) if chosen else []
     copies = []
+    copied_pairs: set[tuple[str, str]] = set()  # with answer: source, a fact_answers twin gives the same copy
     for example, gold, found in zip(chosen, holding, hits):
         retrieved = [hit.chunk.chunk_id for hit in found]
         refusal = example["strategy"] == "refusal"
@@ -97,6 +98,9 @@ def raft_examples(
             answer = config.refusal_text
         elif not without and params.answer == "source" and example.get("fact"):
             answer = example["fact"]
+            if (example["question"], answer) in copied_pairs:
+                continue
+            copied_pairs.add((example["question"], answer))
         copies.append({
             **example,
             "strategy": "raft",

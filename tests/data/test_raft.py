@@ -112,6 +112,14 @@ def test_source_answers_quote_the_fact_where_the_excerpts_hold_it_and_nowhere_el
     assert memory["answer"] == "27 days."
 
 
+def test_source_answers_train_a_fact_answers_twin_once_and_leave_the_originals_alone():
+    search, _ = searcher(["leave.md#0", "parking.md#0", "badges.md#0", "travel.md#0"])
+    twin = {**QA, "answer": QA["fact"], "variant": "quiz+fact"}  # context_qa's fact_answers
+    kept = raft_examples([QA, twin], CHUNKS, search, config(without_gold=0, answer="source", keep_closed_book=True))
+    assert kept[:2] == [QA, twin] and QA["answer"] == "27 days."  # closed-book originals keep their answers
+    assert [copy["answer"] for copy in kept[2:]] == [QA["fact"]]
+
+
 def test_refusals_read_their_retrieved_excerpts_and_still_refuse():
     search, _ = searcher(["travel.md#0", "parking.md#0", "badges.md#0"])
     [copy] = copies_of([REFUSAL], CHUNKS, search, config(without_gold=0))
