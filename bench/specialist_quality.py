@@ -14,7 +14,7 @@ out-of-scope refusal, false refusal, training time and training-set size. Rows:
   config read, as `make demo` runs it);
 * the curve of fact accuracy against phrasings per fact (1, 2, 4, 8 question styles);
 * ``best`` on a second corpus (``examples/waterworks``), to check the recipe is not tuned to one;
-* levers measured on the demo's recipe since: the 1.5B teacher, context distillation against
+* levers measured since on the demo's recipe or its one-fact-per-chunk variant: the 1.5B teacher, context distillation against
   plain SFT, excerpt copies trained on the source sentence (``data.raft.answer: source``).
 
 Finished rows are skipped on a rerun (their metrics are read back). Writes
@@ -242,8 +242,8 @@ def extra_rows() -> list[Row]:
             "student_with_retrieval", SOURCE_ANSWERS),
         Row("source_answers_refusals_40", "source_answers with 40 refusal examples instead of 20, reading excerpts",
             "student_with_retrieval", merge(SOURCE_ANSWERS, {"data": {"strategies": {"refusal": {"max_examples": 40}}}})),
-        Row("source_answers_unanswerable", "source_answers_refusals_40 + up to 20 in-domain questions the teacher wrote that "
-            "their chunk does not answer (40 asked), reading excerpts", "student_with_retrieval",
+        Row("source_answers_unanswerable", "source_answers with 60 refusals, in-domain questions the teacher wrote that their "
+            "chunk does not answer among them (40 asked), reading excerpts", "student_with_retrieval",
             merge(SOURCE_ANSWERS, {"data": {"strategies": {"refusal": {
                 "max_examples": 60, "unanswerable_per_chunk": 1, "max_unanswerable": 40}}}})),
         # context distillation against plain SFT on the same closed-book data; the teacher is one_fact_0.5b's student
