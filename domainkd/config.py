@@ -529,8 +529,9 @@ class EvalConfig(StrictModel):
     limit: int | None = Field(None, ge=1)
     """Evaluate only the first N questions (for quick checks)."""
     train_recall: int = Field(60, ge=0)
-    """Training questions the closed-book student systems are also asked, in their training wording (train-question
-    recall, shown beside held-out accuracy to tell memorised wording from knowledge); 0: none."""
+    """Training questions each student system is also asked, in their training wording (train-question recall, shown
+    beside held-out accuracy to tell memorised wording from knowledge): closed-book systems the questions trained
+    closed-book, systems reading excerpts those trained with excerpts; 0: none."""
 
     @field_validator("systems")
     @classmethod

@@ -6,10 +6,14 @@ words (a learning problem). And a student that answers its own training question
 held-out ones memorised wording, not knowledge. So the report shows, per system:
 
 * fact accuracy on the in-scope questions whose every key fact occurs in the answer of some
-  closed-book training example from the question's source document (*covered*), and on the rest;
+  training example from the question's source document (*covered*), and on the rest; the example
+  may be asked closed-book or with excerpts (a RAFT copy): either way the student was trained to
+  state the fact;
 * *train-question recall*: fact accuracy on a seeded sample of the training questions themselves,
   asked in their training wording, scored on the specifics (numbers, names, codes) their training
-  answer adds to the question.
+  answer adds to the question. A closed-book system is asked questions it was trained on
+  closed-book; a system reading excerpts, questions it was trained on with excerpts (it retrieves
+  its own, as for any question).
 """
 
 from __future__ import annotations
@@ -20,26 +24,33 @@ from typing import Any
 
 from domainkd.data.grounding import key_terms, words
 from domainkd.evaluation.metrics import fact_present, in_scope
+from domainkd.evaluation.refusal import is_refusal
 
 Example = dict[str, Any]
 
 
-def closed_book_answers(train_rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The question/answer training rows asked without excerpts, refusals excluded."""
+def training_answers(train_rows: Sequence[dict[str, Any]], excerpts: bool | None = None) -> list[dict[str, Any]]:
+    """The question/answer training rows that answer (refusals and copies trained to refuse excluded).
+
+    Args:
+        train_rows: the training set.
+        excerpts: only rows asked closed-book (False), only RAFT copies asked with excerpts (True), or both (None).
+    """
     return [
         row for row in train_rows
-        if row.get("question") and isinstance(row.get("answer"), str) and not row.get("prompt")
-        and row.get("strategy") != "refusal"
+        if row.get("question") and isinstance(row.get("answer"), str)
+        and "refusal" not in (row.get("strategy"), row.get("source_strategy")) and not is_refusal(row["answer"])
+        and (excerpts is None or bool(row.get("prompt")) == excerpts)
     ]
 
 
 def coverage(questions: Sequence[Example], train_rows: Sequence[dict[str, Any]]) -> list[bool | None]:
     """Per question: whether its facts are in some training answer (None: out of scope or without facts).
 
-    A training answer counts when it comes from the question's ``source`` document (or either has
-    no document) and states every key fact of the question.
+    A training answer, closed-book or with excerpts, counts when it comes from the question's ``source``
+    document (or either has no document) and states every key fact of the question.
     """
-    answers = closed_book_answers(train_rows)
+    answers = training_answers(train_rows)
     covered: list[bool | None] = []
     for question in questions:
         facts = question.get("facts") or []
@@ -52,10 +63,17 @@ def coverage(questions: Sequence[Example], train_rows: Sequence[dict[str, Any]])
     return covered
 
 
-def recall_questions(train_rows: Sequence[dict[str, Any]], count: int, seed: int = 0) -> list[Example]:
-    """Up to ``count`` training questions as evaluation examples, their facts the specifics the answer adds."""
+def recall_questions(train_rows: Sequence[dict[str, Any]], count: int, seed: int = 0, excerpts: bool = False) -> list[Example]:
+    """Up to ``count`` training questions as evaluation examples, their facts the specifics the answer adds.
+
+    Args:
+        train_rows: the training set.
+        count: how many to sample (seeded).
+        seed: the sample's seed.
+        excerpts: sample the questions trained with excerpts (RAFT copies) instead of the closed-book ones.
+    """
     candidates = []
-    for row in closed_book_answers(train_rows):
+    for row in training_answers(train_rows, excerpts):
         asked = set(words(row["question"]))
         specifics = sorted(term for term in key_terms(row["answer"]) if term not in asked)
         if specifics:

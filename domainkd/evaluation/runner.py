@@ -96,7 +96,9 @@ def evaluate(
     judge = _judge(config, paths)
     train_rows = read_jsonl(paths.train_set) if paths.train_set.is_file() else []
     covered = coverage(questions, train_rows) if train_rows else None
-    recall_set = recall_questions(train_rows, config.eval.train_recall, config.train.seed) if train_rows else []
+    recall_sets = {  # closed-book systems are asked questions trained closed-book; readers, those trained with excerpts
+        reads: recall_questions(train_rows, config.eval.train_recall, config.train.seed, excerpts=reads) for reads in (False, True)
+    }
     per_example: dict[str, dict[str, list[float | None]]] = {}
     summaries: dict[str, Any] = {}
     for name, system in systems.items():
@@ -113,7 +115,7 @@ def evaluate(
             "cost": _cost(rows),
         }
         if covered is not None and "fact_accuracy" in scores:
-            summaries[name]["knowledge"] = _knowledge(name, system, resources, stage, scores, covered, recall_set)
+            summaries[name]["knowledge"] = _knowledge(name, system, resources, stage, scores, covered, recall_sets)
     significance = config.eval.significance
     metrics = {
         "questions": len(questions),
@@ -143,12 +145,17 @@ def evaluate(
 
 def _knowledge(
     name: str, system: System, resources: PromptResources, stage: str, scores: dict[str, list[float | None]],
-    covered: list[bool | None], recall_set: list[dict],
+    covered: list[bool | None], recall_sets: dict[bool, list[dict]],
 ) -> dict[str, Any]:
-    """Fact accuracy on covered and not-covered questions; for closed-book students, recall of training questions."""
+    """Fact accuracy on covered and not-covered questions; for the students, recall of training questions.
+
+    A student answering closed-book is asked questions it was trained on closed-book; one reading retrieved
+    excerpts, questions it was trained on with excerpts. Few-shot and oracle-context systems are not asked.
+    """
     knowledge: dict[str, Any] = split_by_coverage(scores["fact_accuracy"], covered)
     strategy = system.strategy
-    if recall_set and strategy.retrieval == "none" and strategy.model in ("student", "base_student") and not strategy.few_shot:
+    recall_set = recall_sets[strategy.retrieval != "none"]
+    if recall_set and strategy.retrieval != "gold" and strategy.model in ("student", "base_student") and not strategy.few_shot:
         rows = _predictions(f"{name}-train_recall", system, resources, recall_set, stage)
         values = [fact_accuracy(row["prediction"], example) for row, example in zip(rows, recall_set)]
         knowledge["train_recall"] = {"mean": sum(values) / len(values), "n": len(values)}

@@ -152,9 +152,10 @@ def knowledge_table(metrics: dict[str, Any]) -> list[str]:
         lines.append(f"| {system} | {cell(part.get('covered'))} | {cell(part.get('not_covered'))} | {cell(part.get('train_recall'))} |")
     return lines + [
         "",
-        "Covered: every key fact of the held-out question is stated by some closed-book training answer from its "
-        "source document. Train-question recall: training questions asked in their training wording (closed-book "
-        "students only), scored on the specifics their training answer adds.",
+        "Covered: every key fact of the held-out question is stated by some training answer from its source "
+        "document (closed-book or with excerpts). Train-question recall: training questions asked in their training "
+        "wording, scored on the specifics their training answer adds; a closed-book student is asked those it was "
+        "trained on closed-book, a student reading excerpts those it was trained on with excerpts.",
         "",
     ]
 

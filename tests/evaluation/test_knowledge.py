@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from domainkd.evaluation.knowledge import closed_book_answers, coverage, recall_questions, split_by_coverage
+from domainkd.evaluation.knowledge import coverage, recall_questions, split_by_coverage, training_answers
 
 TRAIN = [
     {"id": "ex1", "strategy": "context_qa", "question": "How many leave days?", "answer": "Staff get 27 days.", "document": "leave.md"},
@@ -10,6 +10,10 @@ TRAIN = [
     {"id": "ex3", "strategy": "refusal", "question": "Capital of Peru?", "answer": "I don't know 27."},
     {"id": "ex4", "strategy": "raft", "question": "Badge cost?", "answer": "15 euros.", "document": "badges.md", "prompt": "Excerpts..."},
     {"id": "ex5", "strategy": "unstructured", "question": None, "text": "Badges cost 15 euros."},
+    {"id": "ex6", "strategy": "raft", "source_strategy": "refusal", "question": "Capital of Chile?", "answer": "I don't know.",
+     "prompt": "Excerpts..."},
+    {"id": "ex7", "strategy": "raft", "source_strategy": "context_qa", "variant": "without_answer", "question": "Van colour?",
+     "answer": "I don't know. The handbook does not cover that.", "document": "vans.md", "prompt": "Excerpts..."},
 ]
 QUESTIONS = [
     {"question": "Holiday for full-timers?", "facts": ["27"], "source": "leave.md", "scope": "in"},
@@ -20,15 +24,20 @@ QUESTIONS = [
 ]
 
 
-def test_only_closed_book_answers_count():
-    assert [row["id"] for row in closed_book_answers(TRAIN)] == ["ex1", "ex2"]
+def test_training_answers_leave_out_refusals_and_split_by_excerpts():
+    # refusals, their RAFT copies and copies trained to refuse answer nothing; passages have no question
+    assert [row["id"] for row in training_answers(TRAIN)] == ["ex1", "ex2", "ex4"]
+    assert [row["id"] for row in training_answers(TRAIN, excerpts=False)] == ["ex1", "ex2"]
+    assert [row["id"] for row in training_answers(TRAIN, excerpts=True)] == ["ex4"]
 
 
 def test_a_question_is_covered_when_an_answer_from_its_source_states_every_fact():
-    # the badge fact is only in a RAFT copy and a passage; the refusal's "27" does not count
-    assert coverage(QUESTIONS, TRAIN) == [True, True, False, False, None]
+    # the badge fact is in a RAFT copy's answer: trained with excerpts, it still counts; the refusal's "27" does not
+    assert coverage(QUESTIONS, TRAIN) == [True, True, False, True, None]
     no_source = [{**QUESTIONS[2], "source": None}]
     assert coverage(no_source, TRAIN) == [True]
+    only_passage = [row for row in TRAIN if row["id"] != "ex4"]  # a plain passage is no answer
+    assert coverage(QUESTIONS, only_passage)[3] is False
 
 
 def test_split_by_coverage_counts_each_group():
@@ -45,3 +54,8 @@ def test_recall_questions_are_scored_on_the_specifics_the_answer_adds():
     assert all(question["scope"] == "in" for question in questions)
     assert len(recall_questions(TRAIN, 1, seed=0)) == 1
     assert recall_questions(TRAIN, 1, seed=0) == recall_questions(TRAIN, 1, seed=0)
+
+
+def test_recall_questions_with_excerpts_come_from_the_raft_copies():
+    questions = recall_questions(TRAIN, 10, seed=0, excerpts=True)
+    assert [(question["id"], question["facts"]) for question in questions] == [("train-ex4", ["15"])]

@@ -121,3 +121,39 @@ def test_the_teacher_answers_in_its_configured_number_format_and_the_students_in
     assert [entry[2] for entry in loaded.values()] == [torch.float32]
     teacher_rows = read_jsonl(RunPaths(tiny_config.output_dir).predictions("teacher_with_context"))
     assert teacher_rows[0]["fingerprint"] != fingerprints["teacher_with_context"]
+
+
+def test_students_are_asked_back_the_training_questions_of_their_own_kind(tiny_config, monkeypatch):
+    import domainkd.evaluation.runner as runner
+    from domainkd.io import write_jsonl
+
+    prepare_data(tiny_config)
+    paths = RunPaths(tiny_config.output_dir)
+    write_jsonl(paths.train_set, [
+        {"id": "ex1", "strategy": "context_qa", "question": "How long is the leave allowance?",
+         "answer": "Full-time staff receive 27 days.", "document": "01-leave.md"},
+        {"id": "ex2", "strategy": "raft", "source_strategy": "context_qa", "variant": "with_answer",
+         "question": "Who issues the permits?", "answer": "Permits are issued by Tomas Brenner.",
+         "document": "02-parking.md", "prompt": "Document excerpts: ..."},
+        {"id": "ex3", "strategy": "raft", "source_strategy": "refusal", "variant": "refusal",
+         "question": "What is the capital of Chile?", "answer": tiny_config.refusal_text, "prompt": "Document excerpts: ..."},
+    ])
+    tiny_config.eval.systems = ["base_student", "base_student_with_retrieval"]
+    tiny_config.eval.metrics = ["fact_accuracy"]
+    tiny_config.retrieval.answer_check = None
+    asked: dict[str, list[str]] = {}
+
+    def fake_answer(reference, conversations, questions, config, max_new_tokens, with_logliks, label, dtype):
+        asked[label] = [question["question"] for question in questions]
+        return [{"prediction": "Tomas Brenner, 27 days.", "seconds": 0.1, "answer_tokens": 5, "prompt_tokens": 50}
+                for _ in questions]
+
+    monkeypatch.setattr(runner, "_answer", fake_answer)
+    metrics = evaluate(tiny_config)
+    recall_labels = {label: questions for label, questions in asked.items() if "train_recall" in label}
+    assert sorted(recall_labels.values()) == [["How long is the leave allowance?"], ["Who issues the permits?"]]
+    for system in ("base_student", "base_student_with_retrieval"):
+        knowledge = metrics["systems"][system]["knowledge"]
+        # q1's 27 is in a closed-book answer, q2's Brenner only in a RAFT copy's: both covered
+        assert knowledge["covered"] == {"mean": 1.0, "n": 2} and knowledge["not_covered"]["n"] == 0
+        assert knowledge["train_recall"] == {"mean": 1.0, "n": 1}
