@@ -24,33 +24,42 @@ from typing import Any
 
 from domainkd.data.grounding import key_terms, words
 from domainkd.evaluation.metrics import fact_present, in_scope
-from domainkd.evaluation.refusal import is_refusal
 
 Example = dict[str, Any]
 
 
-def training_answers(train_rows: Sequence[dict[str, Any]], excerpts: bool | None = None) -> list[dict[str, Any]]:
-    """The question/answer training rows that answer (refusals and copies trained to refuse excluded).
+def training_answers(
+    train_rows: Sequence[dict[str, Any]], refusal_text: str = "", excerpts: bool | None = None
+) -> list[dict[str, Any]]:
+    """The question/answer training rows that answer: refusal examples, their RAFT copies and copies trained to
+    say the refusal sentence are left out (by how they were made, not by their wording: a document sentence may
+    say "not covered").
 
     Args:
         train_rows: the training set.
+        refusal_text: the run's refusal sentence (RAFT copies whose excerpts leave the answer out may be trained to
+            say it); empty: no row is left out for its answer.
         excerpts: only rows asked closed-book (False), only RAFT copies asked with excerpts (True), or both (None).
     """
+    refusal = refusal_text.strip()
     return [
         row for row in train_rows
         if row.get("question") and isinstance(row.get("answer"), str)
-        and "refusal" not in (row.get("strategy"), row.get("source_strategy")) and not is_refusal(row["answer"])
+        and "refusal" not in (row.get("strategy"), row.get("source_strategy"))
+        and not (refusal and row["answer"].strip() == refusal)
         and (excerpts is None or bool(row.get("prompt")) == excerpts)
     ]
 
 
-def coverage(questions: Sequence[Example], train_rows: Sequence[dict[str, Any]]) -> list[bool | None]:
+def coverage(
+    questions: Sequence[Example], train_rows: Sequence[dict[str, Any]], refusal_text: str = ""
+) -> list[bool | None]:
     """Per question: whether its facts are in some training answer (None: out of scope or without facts).
 
-    A training answer, closed-book or with excerpts, counts when it comes from the question's ``source``
-    document (or either has no document) and states every key fact of the question.
+    A training answer (:func:`training_answers`), closed-book or with excerpts, counts when it comes from the
+    question's ``source`` document (or either has no document) and states every key fact of the question.
     """
-    answers = training_answers(train_rows)
+    answers = training_answers(train_rows, refusal_text)
     covered: list[bool | None] = []
     for question in questions:
         facts = question.get("facts") or []
@@ -63,7 +72,9 @@ def coverage(questions: Sequence[Example], train_rows: Sequence[dict[str, Any]])
     return covered
 
 
-def recall_questions(train_rows: Sequence[dict[str, Any]], count: int, seed: int = 0, excerpts: bool = False) -> list[Example]:
+def recall_questions(
+    train_rows: Sequence[dict[str, Any]], count: int, seed: int = 0, excerpts: bool = False, refusal_text: str = ""
+) -> list[Example]:
     """Up to ``count`` training questions as evaluation examples, their facts the specifics the answer adds.
 
     Args:
@@ -71,9 +82,10 @@ def recall_questions(train_rows: Sequence[dict[str, Any]], count: int, seed: int
         count: how many to sample (seeded).
         seed: the sample's seed.
         excerpts: sample the questions trained with excerpts (RAFT copies) instead of the closed-book ones.
+        refusal_text: the run's refusal sentence (see :func:`training_answers`).
     """
     candidates = []
-    for row in training_answers(train_rows, excerpts):
+    for row in training_answers(train_rows, refusal_text, excerpts):
         asked = set(words(row["question"]))
         specifics = sorted(term for term in key_terms(row["answer"]) if term not in asked)
         if specifics:

@@ -95,9 +95,10 @@ def evaluate(
     sources = [context_for(question, chunks) if question.get("source") and chunks else None for question in questions]
     judge = _judge(config, paths)
     train_rows = read_jsonl(paths.train_set) if paths.train_set.is_file() else []
-    covered = coverage(questions, train_rows) if train_rows else None
+    covered = coverage(questions, train_rows, config.refusal_text) if train_rows else None
     recall_sets = {  # closed-book systems are asked questions trained closed-book; readers, those trained with excerpts
-        reads: recall_questions(train_rows, config.eval.train_recall, config.train.seed, excerpts=reads) for reads in (False, True)
+        reads: recall_questions(train_rows, config.eval.train_recall, config.train.seed, reads, config.refusal_text)
+        for reads in (False, True)
     }
     per_example: dict[str, dict[str, list[float | None]]] = {}
     summaries: dict[str, Any] = {}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from domainkd.evaluation.knowledge import coverage, recall_questions, split_by_coverage, training_answers
 
+REFUSAL = "I don't know. The handbook does not cover that."
 TRAIN = [
     {"id": "ex1", "strategy": "context_qa", "question": "How many leave days?", "answer": "Staff get 27 days.", "document": "leave.md"},
     {"id": "ex2", "strategy": "context_qa", "question": "Who issues permits?", "answer": "Tomas Brenner issues them.", "document": "parking.md"},
@@ -13,7 +14,12 @@ TRAIN = [
     {"id": "ex6", "strategy": "raft", "source_strategy": "refusal", "question": "Capital of Chile?", "answer": "I don't know.",
      "prompt": "Excerpts..."},
     {"id": "ex7", "strategy": "raft", "source_strategy": "context_qa", "variant": "without_answer", "question": "Van colour?",
-     "answer": "I don't know. The handbook does not cover that.", "document": "vans.md", "prompt": "Excerpts..."},
+     "answer": REFUSAL, "document": "vans.md", "prompt": "Excerpts..."},
+    # a quoted document sentence that sounds like a refusal, and a copy trained to answer from memory: both answer
+    {"id": "ex8", "strategy": "raft", "source_strategy": "context_qa", "variant": "with_answer", "question": "Contractors?",
+     "answer": "Contractors are not covered by the 27-day rule.", "document": "leave.md", "prompt": "Excerpts..."},
+    {"id": "ex9", "strategy": "raft", "source_strategy": "context_qa", "variant": "without_answer", "question": "Vans?",
+     "answer": "Vans are white.", "document": "vans.md", "prompt": "Excerpts..."},
 ]
 QUESTIONS = [
     {"question": "Holiday for full-timers?", "facts": ["27"], "source": "leave.md", "scope": "in"},
@@ -24,20 +30,21 @@ QUESTIONS = [
 ]
 
 
-def test_training_answers_leave_out_refusals_and_split_by_excerpts():
-    # refusals, their RAFT copies and copies trained to refuse answer nothing; passages have no question
-    assert [row["id"] for row in training_answers(TRAIN)] == ["ex1", "ex2", "ex4"]
-    assert [row["id"] for row in training_answers(TRAIN, excerpts=False)] == ["ex1", "ex2"]
-    assert [row["id"] for row in training_answers(TRAIN, excerpts=True)] == ["ex4"]
+def test_training_answers_leave_out_what_was_trained_to_refuse_and_split_by_excerpts():
+    # refusals, their RAFT copies and copies trained to say the refusal answer nothing; passages have no question
+    assert [row["id"] for row in training_answers(TRAIN, REFUSAL)] == ["ex1", "ex2", "ex4", "ex8", "ex9"]
+    assert [row["id"] for row in training_answers(TRAIN, REFUSAL, excerpts=False)] == ["ex1", "ex2"]
+    assert [row["id"] for row in training_answers(TRAIN, REFUSAL, excerpts=True)] == ["ex4", "ex8", "ex9"]
+    assert "ex7" in [row["id"] for row in training_answers(TRAIN)]  # without the run's refusal sentence it cannot tell
 
 
 def test_a_question_is_covered_when_an_answer_from_its_source_states_every_fact():
     # the badge fact is in a RAFT copy's answer: trained with excerpts, it still counts; the refusal's "27" does not
-    assert coverage(QUESTIONS, TRAIN) == [True, True, False, True, None]
+    assert coverage(QUESTIONS, TRAIN, REFUSAL) == [True, True, False, True, None]
     no_source = [{**QUESTIONS[2], "source": None}]
-    assert coverage(no_source, TRAIN) == [True]
+    assert coverage(no_source, TRAIN, REFUSAL) == [True]
     only_passage = [row for row in TRAIN if row["id"] != "ex4"]  # a plain passage is no answer
-    assert coverage(QUESTIONS, only_passage)[3] is False
+    assert coverage(QUESTIONS, only_passage, REFUSAL)[3] is False
 
 
 def test_split_by_coverage_counts_each_group():
@@ -57,5 +64,6 @@ def test_recall_questions_are_scored_on_the_specifics_the_answer_adds():
 
 
 def test_recall_questions_with_excerpts_come_from_the_raft_copies():
-    questions = recall_questions(TRAIN, 10, seed=0, excerpts=True)
-    assert [(question["id"], question["facts"]) for question in questions] == [("train-ex4", ["15"])]
+    questions = recall_questions(TRAIN, 10, seed=0, excerpts=True, refusal_text=REFUSAL)
+    assert sorted((question["id"], tuple(question["facts"])) for question in questions) == [
+        ("train-ex4", ("15",)), ("train-ex8", ("27-day",))]  # "Vans are white." adds no checkable specific

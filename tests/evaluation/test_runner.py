@@ -150,8 +150,10 @@ def test_students_are_asked_back_the_training_questions_of_their_own_kind(tiny_c
 
     monkeypatch.setattr(runner, "_answer", fake_answer)
     metrics = evaluate(tiny_config)
-    recall_labels = {label: questions for label, questions in asked.items() if "train_recall" in label}
-    assert sorted(recall_labels.values()) == [["How long is the leave allowance?"], ["Who issues the permits?"]]
+    recall = {label: questions for label, questions in asked.items() if "train_recall" in label}
+    [closed_book] = [questions for label, questions in recall.items() if "base_student-train_recall" in label]
+    [reading] = [questions for label, questions in recall.items() if "base_student_with_retrieval-train_recall" in label]
+    assert (closed_book, reading) == (["How long is the leave allowance?"], ["Who issues the permits?"])
     for system in ("base_student", "base_student_with_retrieval"):
         knowledge = metrics["systems"][system]["knowledge"]
         # q1's 27 is in a closed-book answer, q2's Brenner only in a RAFT copy's: both covered
