@@ -14,8 +14,9 @@ out-of-scope refusal, false refusal, training time and training-set size. Rows:
   config read, as `make demo` runs it);
 * the curve of fact accuracy against phrasings per fact (1, 2, 4, 8 question styles);
 * ``best`` on a second corpus (``examples/waterworks``), to check the recipe is not tuned to one;
-* levers measured since on the demo's recipe or its one-fact-per-chunk variant: the 1.5B teacher, context distillation against
-  plain SFT, excerpt copies trained on the source sentence (``data.raft.answer: source``).
+* levers measured since on the demo's recipe of 2026-12-04 (teacher answers, 20 refusals; ``DEMO_2026_12_04``) or its
+  one-fact-per-chunk variant: the 1.5B teacher, context distillation against plain SFT, excerpt copies trained on the
+  source sentence (``data.raft.answer: source``, the demo's recipe since 2026-12-07), the gradient through the excerpts.
 
 Finished rows are skipped on a rerun (their metrics are read back). Writes
 ``bench/results/specialist_quality.json`` and prints one Markdown table.
@@ -92,13 +93,18 @@ def lever(**sections: Any) -> dict[str, Any]:
 
 
 RAFT = {"data": {"chunk_tokens": 96, "chunk_overlap_tokens": 16,
-                 "raft": {"share": 1.0, "keep_closed_book": False, "without_gold": 0.0}},
+                 "raft": {"share": 1.0, "keep_closed_book": False, "without_gold": 0.0, "answer": "teacher"}},
         "train": {"max_length": 512, "epochs": 2, "detach_excerpts": True}}
 
+
+DEMO_2026_12_04 = {"data": {"raft": {"answer": "teacher"}, "strategies": {"refusal": {"max_examples": 20}}}}
+"""What the demo's recipe differed in until 2026-12-07 (teacher answers, 20 refusals): pinned in the rows measured
+on it, so their settings (and the identity that lets a rerun reuse their runs) stay as measured."""
 
 TEACHER_1_5B = {"teacher": {"model": "qwen2.5-coder-1.5b-instruct"}}
 ONE_FACT = {"data": {"strategies": {"context_qa": {"max_facts_per_chunk": 1}}}}
 SOURCE_ANSWERS = {"data": {"raft": {"answer": "source"}}}
+REFUSALS_40 = {"data": {"strategies": {"refusal": {"max_examples": 40}}}}
 ONE_FACT_CLOSED_BOOK = merge(ONE_FACT, {"data": {"raft": None},
                                         "train": {"epochs": 5, "max_length": 192, "detach_excerpts": False}})
 
@@ -110,10 +116,19 @@ def rows() -> list[Row]:
             lever(data={"strategies": {"context_qa": {"max_facts_per_chunk": None, "questions_per_fact": n}}}))
         for n in (1, 2, 4, 8)
     ]
+    # more phrasings than the styles give (and refusals to match the larger set): two changes at once
+    curve.append(Row(
+        "phrasings_8_reworded", "phrasings_8 + 2 teacher rewordings of every kept question + 40 refusals", "student",
+        lever(data={"strategies": {
+            "context_qa": {"max_facts_per_chunk": None, "questions_per_fact": 8, "paraphrases_per_question": 2},
+            "refusal": {"max_examples": 40},
+        }})))
     return [
-        Row("base", "SmolLM2-135M as it is", "base_student", trains=False, group="untrained"),
-        Row("rag", "base student reading 3 retrieved excerpts", "base_student_with_retrieval", trains=False, group="untrained"),
-        Row("rag_teacher", "Qwen2.5-Coder-0.5B reading 3 retrieved excerpts", "teacher_with_retrieval", trains=False, group="untrained"),
+        Row("base", "SmolLM2-135M as it is", "base_student", DEMO_2026_12_04, trains=False, group="untrained"),
+        Row("rag", "base student reading 3 retrieved excerpts", "base_student_with_retrieval", DEMO_2026_12_04,
+            trains=False, group="untrained"),
+        Row("rag_teacher", "Qwen2.5-Coder-0.5B reading 3 retrieved excerpts", "teacher_with_retrieval", DEMO_2026_12_04,
+            trains=False, group="untrained"),
         Row("today", "the previous demo recipe, closed-book", "student", TODAY, group="today"),
         Row("today_hybrid", "the previous demo recipe, reading excerpts", "student_with_retrieval", TODAY, group="today"),
         Row("all_facts", "today + every fact of every section", "student",
@@ -123,10 +138,10 @@ def rows() -> list[Row]:
         Row("frames_pit", "today + facts restated in 2 frames, permuted sections, QA first (PIT)", "student",
             lever(data={"strategies": {"unstructured": {"raw": True, "permutations": 1, "fact_frames": 2}}},
                   train={"schedule": "qa_first", "qa_first_epochs": 2})),
-        Row("context_0.5b", "Qwen2.5-Coder-0.5B reading the gold section", "teacher_with_context", trains=False,
-            group="untrained"),
+        Row("context_0.5b", "Qwen2.5-Coder-0.5B reading the gold section", "teacher_with_context", DEMO_2026_12_04,
+            trains=False, group="untrained"),
         Row("context_1.5b", "Qwen2.5-Coder-1.5B reading the gold section", "teacher_with_context",
-            TEACHER_1_5B, trains=False, group="untrained-1.5b"),
+            merge(DEMO_2026_12_04, TEACHER_1_5B), trains=False, group="untrained-1.5b"),
         Row("raft", "today + RAFT (every question with excerpts only, 96-token chunks, 2 epochs, excerpts detached), reading excerpts",
             "student_with_retrieval", lever(**RAFT), group="raft"),
         Row("raft_unchecked", "the raft row without the answer check", "student_with_retrieval", lever(**RAFT),
@@ -223,35 +238,50 @@ def _unchecked_scores(paths: RunPaths, system: str, questions_file: Path) -> dic
 def extra_rows() -> list[Row]:
     """Rows defined by the recipe of the config read (the demo's), added after the levers."""
     return [
-        Row("best", "the demo's recipe (RAFT only, every fact, 2 styles, detached), closed-book", "student", group="best"),
+        Row("best", "the demo's recipe (RAFT only, every fact, 2 styles, detached, quoted answers, 40 refusals), closed-book",
+            "student", group="best"),
         Row("best_hybrid", "the demo's recipe, reading excerpts", "student_with_retrieval", group="best"),
-        Row("best_teacher_1.5b", "the demo's recipe with Qwen2.5-Coder-1.5B writing the questions and answers, closed-book",
-            "student", TEACHER_1_5B, group="best-1.5b"),
-        Row("best_teacher_1.5b_hybrid", "the demo's recipe with the 1.5B teacher, reading excerpts", "student_with_retrieval",
-            TEACHER_1_5B, group="best-1.5b"),
+        Row("demo_2026_12_04", "the demo's recipe until 2026-12-07 (teacher answers, 20 refusals), closed-book", "student",
+            DEMO_2026_12_04, group="demo-2026-12-04"),
+        Row("demo_2026_12_04_hybrid", "the demo's recipe until 2026-12-07, reading excerpts", "student_with_retrieval",
+            DEMO_2026_12_04, group="demo-2026-12-04"),
+        Row("best_teacher_1.5b", "the 2026-12-04 demo recipe with Qwen2.5-Coder-1.5B writing the questions and answers, closed-book",
+            "student", merge(DEMO_2026_12_04, TEACHER_1_5B), group="best-1.5b"),
+        Row("best_teacher_1.5b_hybrid", "the 2026-12-04 demo recipe with the 1.5B teacher, reading excerpts",
+            "student_with_retrieval",
+            merge(DEMO_2026_12_04, TEACHER_1_5B), group="best-1.5b"),
         # the teacher's data alone, at a size the 1.5B teacher answers in half an hour on a CPU without bf16
-        Row("one_fact_0.5b", "the demo's recipe on one fact per chunk, Qwen2.5-Coder-0.5B teacher, reading excerpts",
-            "student_with_retrieval", ONE_FACT, group="one-fact-0.5b"),
-        Row("one_fact_1.5b", "the demo's recipe on one fact per chunk, Qwen2.5-Coder-1.5B teacher, reading excerpts",
-            "student_with_retrieval", merge(ONE_FACT, TEACHER_1_5B),
+        Row("one_fact_0.5b", "the 2026-12-04 demo recipe on one fact per chunk, Qwen2.5-Coder-0.5B teacher, reading excerpts",
+            "student_with_retrieval", merge(DEMO_2026_12_04, ONE_FACT), group="one-fact-0.5b"),
+        Row("one_fact_1.5b", "the 2026-12-04 demo recipe on one fact per chunk, Qwen2.5-Coder-1.5B teacher, reading excerpts",
+            "student_with_retrieval", merge(DEMO_2026_12_04, ONE_FACT, TEACHER_1_5B),
             group="one-fact-1.5b"),
         # extractive reading: excerpt copies trained on the source sentence instead of the teacher's answer
         Row("one_fact_source", "one_fact_0.5b with the source sentence as every excerpt copy's answer, reading excerpts",
-            "student_with_retrieval", merge(ONE_FACT, SOURCE_ANSWERS)),
-        Row("source_answers", "the demo's recipe with the source sentence as every excerpt copy's answer, reading excerpts",
-            "student_with_retrieval", SOURCE_ANSWERS),
+            "student_with_retrieval", merge(DEMO_2026_12_04, ONE_FACT, SOURCE_ANSWERS)),
+        Row("source_answers", "the 2026-12-04 demo recipe with the source sentence as every excerpt copy's answer, "
+            "reading excerpts",
+            "student_with_retrieval", merge(DEMO_2026_12_04, SOURCE_ANSWERS)),
         Row("source_answers_refusals_40", "source_answers with 40 refusal examples instead of 20, reading excerpts",
-            "student_with_retrieval", merge(SOURCE_ANSWERS, {"data": {"strategies": {"refusal": {"max_examples": 40}}}})),
+            "student_with_retrieval", merge(DEMO_2026_12_04, SOURCE_ANSWERS, REFUSALS_40)),
+        Row("source_answers_full_gradient", "source_answers_refusals_40 with the gradient through the excerpts "
+            "(train.detach_excerpts: false), reading excerpts", "student_with_retrieval",
+            merge(DEMO_2026_12_04, SOURCE_ANSWERS, REFUSALS_40, {"train": {"detach_excerpts": False}})),
         Row("source_answers_unanswerable", "source_answers with 60 refusals, in-domain questions the teacher wrote that their "
             "chunk does not answer among them (40 asked), reading excerpts", "student_with_retrieval",
-            merge(SOURCE_ANSWERS, {"data": {"strategies": {"refusal": {
+            merge(DEMO_2026_12_04, SOURCE_ANSWERS, {"data": {"strategies": {"refusal": {
                 "max_examples": 60, "unanswerable_per_chunk": 1, "max_unanswerable": 40}}}})),
         # context distillation against plain SFT on the same closed-book data; the teacher is one_fact_0.5b's student
-        Row("one_fact_sft", "one fact per chunk, closed-book SFT (5 epochs)", "student", ONE_FACT_CLOSED_BOOK),
+        Row("one_fact_sft", "one fact per chunk, closed-book SFT (5 epochs)", "student",
+            merge(DEMO_2026_12_04, ONE_FACT_CLOSED_BOOK)),
         Row("one_fact_context_kd", "one_fact_sft + context distillation: one_fact_0.5b's student reading each source teaches it",
-            "student", merge(ONE_FACT_CLOSED_BOOK, {"train": {"kd": {
+            "student", merge(DEMO_2026_12_04, ONE_FACT_CLOSED_BOOK, {"train": {"kd": {
                 "teacher": "{workdir}/one-fact-0.5b-seed{seed}/train/model", "teacher_context": "source",
                 "top_k": 64, "loss": "vanilla", "alpha": 0.5}}})),
+        Row("waterworks_2026_12_04", "the demo's recipe until 2026-12-07 on examples/waterworks, closed-book", "student",
+            DEMO_2026_12_04, corpus=WATERWORKS, group="waterworks-2026-12-04"),
+        Row("waterworks_2026_12_04_hybrid", "the demo's recipe until 2026-12-07 on examples/waterworks, reading excerpts",
+            "student_with_retrieval", DEMO_2026_12_04, corpus=WATERWORKS, group="waterworks-2026-12-04"),
         Row("waterworks", "the demo's recipe on examples/waterworks, closed-book", "student", corpus=WATERWORKS, group="waterworks"),
         Row("waterworks_hybrid", "the demo's recipe on examples/waterworks, reading excerpts", "student_with_retrieval",
             corpus=WATERWORKS, group="waterworks"),
