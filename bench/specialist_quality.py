@@ -16,7 +16,8 @@ out-of-scope refusal, false refusal, training time and training-set size. Rows:
 * ``best`` on a second corpus (``examples/waterworks``), to check the recipe is not tuned to one;
 * levers measured since on the demo's recipe of 2026-12-04 (teacher answers, 20 refusals; ``DEMO_2026_12_04``) or its
   one-fact-per-chunk variant: the 1.5B teacher, context distillation against plain SFT, excerpt copies trained on the
-  source sentence (``data.raft.answer: source``, the demo's recipe since 2026-12-07), the gradient through the excerpts.
+  source sentence (``data.raft.answer: source``), the gradient through the excerpts; the source-sentence recipe on
+  ``examples/waterworks`` too.
 
 Finished rows are skipped on a rerun (their metrics are read back). Writes
 ``bench/results/specialist_quality.json`` and prints one Markdown table.
@@ -98,13 +99,20 @@ RAFT = {"data": {"chunk_tokens": 96, "chunk_overlap_tokens": 16,
 
 
 DEMO_2026_12_04 = {"data": {"raft": {"answer": "teacher"}, "strategies": {"refusal": {"max_examples": 20}}}}
-"""What the demo's recipe differed in until 2026-12-07 (teacher answers, 20 refusals): pinned in the rows measured
-on it, so their settings (and the identity that lets a rerun reuse their runs) stay as measured."""
+"""The demo's recipe of 2026-12-04 in the settings later rows changed (teacher answers, 20 refusals): pinned in the
+rows measured against it, so their settings (and the identity that lets a rerun reuse their runs) stay as measured
+if the demo's config changes."""
 
 TEACHER_1_5B = {"teacher": {"model": "qwen2.5-coder-1.5b-instruct"}}
 ONE_FACT = {"data": {"strategies": {"context_qa": {"max_facts_per_chunk": 1}}}}
 SOURCE_ANSWERS = {"data": {"raft": {"answer": "source"}}}
 REFUSALS_40 = {"data": {"strategies": {"refusal": {"max_examples": 40}}}}
+PHRASINGS_8_REWORDED = merge(TODAY, {"data": {"strategies": {
+    "context_qa": {"max_facts_per_chunk": None, "questions_per_fact": 8, "paraphrases_per_question": 2},
+    "refusal": {"max_examples": 40},
+}}})
+"""The closed-book recipe with the most phrasings measured: every fact in 8 question styles, each kept question
+reworded twice by the teacher, and refusals to match the larger set (two changes at once)."""
 ONE_FACT_CLOSED_BOOK = merge(ONE_FACT, {"data": {"raft": None},
                                         "train": {"epochs": 5, "max_length": 192, "detach_excerpts": False}})
 
@@ -116,13 +124,8 @@ def rows() -> list[Row]:
             lever(data={"strategies": {"context_qa": {"max_facts_per_chunk": None, "questions_per_fact": n}}}))
         for n in (1, 2, 4, 8)
     ]
-    # more phrasings than the styles give (and refusals to match the larger set): two changes at once
-    curve.append(Row(
-        "phrasings_8_reworded", "phrasings_8 + 2 teacher rewordings of every kept question + 40 refusals", "student",
-        lever(data={"strategies": {
-            "context_qa": {"max_facts_per_chunk": None, "questions_per_fact": 8, "paraphrases_per_question": 2},
-            "refusal": {"max_examples": 40},
-        }})))
+    curve.append(Row("phrasings_8_reworded", "phrasings_8 + 2 teacher rewordings of every kept question + 40 refusals",
+                     "student", PHRASINGS_8_REWORDED))
     return [
         Row("base", "SmolLM2-135M as it is", "base_student", DEMO_2026_12_04, trains=False, group="untrained"),
         Row("rag", "base student reading 3 retrieved excerpts", "base_student_with_retrieval", DEMO_2026_12_04,
@@ -238,13 +241,9 @@ def _unchecked_scores(paths: RunPaths, system: str, questions_file: Path) -> dic
 def extra_rows() -> list[Row]:
     """Rows defined by the recipe of the config read (the demo's), added after the levers."""
     return [
-        Row("best", "the demo's recipe (RAFT only, every fact, 2 styles, detached, quoted answers, 40 refusals), closed-book",
+        Row("best", "the demo's recipe (RAFT only, every fact, 2 styles, detached, teacher answers, 20 refusals), closed-book",
             "student", group="best"),
         Row("best_hybrid", "the demo's recipe, reading excerpts", "student_with_retrieval", group="best"),
-        Row("demo_2026_12_04", "the demo's recipe until 2026-12-07 (teacher answers, 20 refusals), closed-book", "student",
-            DEMO_2026_12_04, group="demo-2026-12-04"),
-        Row("demo_2026_12_04_hybrid", "the demo's recipe until 2026-12-07, reading excerpts", "student_with_retrieval",
-            DEMO_2026_12_04, group="demo-2026-12-04"),
         Row("best_teacher_1.5b", "the 2026-12-04 demo recipe with Qwen2.5-Coder-1.5B writing the questions and answers, closed-book",
             "student", merge(DEMO_2026_12_04, TEACHER_1_5B), group="best-1.5b"),
         Row("best_teacher_1.5b_hybrid", "the 2026-12-04 demo recipe with the 1.5B teacher, reading excerpts",
@@ -278,13 +277,18 @@ def extra_rows() -> list[Row]:
             "student", merge(DEMO_2026_12_04, ONE_FACT_CLOSED_BOOK, {"train": {"kd": {
                 "teacher": "{workdir}/one-fact-0.5b-seed{seed}/train/model", "teacher_context": "source",
                 "top_k": 64, "loss": "vanilla", "alpha": 0.5}}})),
-        Row("waterworks_2026_12_04", "the demo's recipe until 2026-12-07 on examples/waterworks, closed-book", "student",
-            DEMO_2026_12_04, corpus=WATERWORKS, group="waterworks-2026-12-04"),
-        Row("waterworks_2026_12_04_hybrid", "the demo's recipe until 2026-12-07 on examples/waterworks, reading excerpts",
-            "student_with_retrieval", DEMO_2026_12_04, corpus=WATERWORKS, group="waterworks-2026-12-04"),
         Row("waterworks", "the demo's recipe on examples/waterworks, closed-book", "student", corpus=WATERWORKS, group="waterworks"),
         Row("waterworks_hybrid", "the demo's recipe on examples/waterworks, reading excerpts", "student_with_retrieval",
             corpus=WATERWORKS, group="waterworks"),
+        Row("waterworks_phrasings_8_reworded", "phrasings_8_reworded on examples/waterworks, closed-book", "student",
+            PHRASINGS_8_REWORDED, corpus=WATERWORKS),
+        Row("waterworks_source_answers", "source_answers_refusals_40 on examples/waterworks, closed-book", "student",
+            merge(DEMO_2026_12_04, SOURCE_ANSWERS, REFUSALS_40), corpus=WATERWORKS, group="waterworks-source"),
+        Row("waterworks_source_answers_hybrid", "source_answers_refusals_40 on examples/waterworks, reading excerpts",
+            "student_with_retrieval", merge(DEMO_2026_12_04, SOURCE_ANSWERS, REFUSALS_40), corpus=WATERWORKS,
+            group="waterworks-source"),
+        Row("waterworks_source_answers_20", "source_answers on examples/waterworks (20 refusals), reading excerpts",
+            "student_with_retrieval", merge(DEMO_2026_12_04, SOURCE_ANSWERS), corpus=WATERWORKS),
     ]
 
 
