@@ -107,6 +107,8 @@ TEACHER_1_5B = {"teacher": {"model": "qwen2.5-coder-1.5b-instruct"}}
 ONE_FACT = {"data": {"strategies": {"context_qa": {"max_facts_per_chunk": 1}}}}
 SOURCE_ANSWERS = {"data": {"raft": {"answer": "source"}}}
 REFUSALS_40 = {"data": {"strategies": {"refusal": {"max_examples": 40}}}}
+QUOTED_40 = merge(DEMO_2026_12_04, SOURCE_ANSWERS, REFUSALS_40)
+"""Excerpt copies trained on the source sentence, with 40 refusals (the demo's recipe for a few hours of 2026-12-07)."""
 PHRASINGS_8_REWORDED = merge(TODAY, {"data": {"strategies": {
     "context_qa": {"max_facts_per_chunk": None, "questions_per_fact": 8, "paraphrases_per_question": 2},
     "refusal": {"max_examples": 40},
@@ -262,10 +264,10 @@ def extra_rows() -> list[Row]:
             "reading excerpts",
             "student_with_retrieval", merge(DEMO_2026_12_04, SOURCE_ANSWERS)),
         Row("source_answers_refusals_40", "source_answers with 40 refusal examples instead of 20, reading excerpts",
-            "student_with_retrieval", merge(DEMO_2026_12_04, SOURCE_ANSWERS, REFUSALS_40)),
+            "student_with_retrieval", QUOTED_40),
         Row("source_answers_full_gradient", "source_answers_refusals_40 with the gradient through the excerpts "
             "(train.detach_excerpts: false), reading excerpts", "student_with_retrieval",
-            merge(DEMO_2026_12_04, SOURCE_ANSWERS, REFUSALS_40, {"train": {"detach_excerpts": False}})),
+            merge(QUOTED_40, {"train": {"detach_excerpts": False}})),
         Row("source_answers_unanswerable", "source_answers with 60 refusals, in-domain questions the teacher wrote that their "
             "chunk does not answer among them (40 asked), reading excerpts", "student_with_retrieval",
             merge(DEMO_2026_12_04, SOURCE_ANSWERS, {"data": {"strategies": {"refusal": {
@@ -283,9 +285,9 @@ def extra_rows() -> list[Row]:
         Row("waterworks_phrasings_8_reworded", "phrasings_8_reworded on examples/waterworks, closed-book", "student",
             PHRASINGS_8_REWORDED, corpus=WATERWORKS),
         Row("waterworks_source_answers", "source_answers_refusals_40 on examples/waterworks, closed-book", "student",
-            merge(DEMO_2026_12_04, SOURCE_ANSWERS, REFUSALS_40), corpus=WATERWORKS, group="waterworks-source"),
+            QUOTED_40, corpus=WATERWORKS, group="waterworks-source"),
         Row("waterworks_source_answers_hybrid", "source_answers_refusals_40 on examples/waterworks, reading excerpts",
-            "student_with_retrieval", merge(DEMO_2026_12_04, SOURCE_ANSWERS, REFUSALS_40), corpus=WATERWORKS,
+            "student_with_retrieval", QUOTED_40, corpus=WATERWORKS,
             group="waterworks-source"),
         Row("waterworks_source_answers_20", "source_answers on examples/waterworks (20 refusals), reading excerpts",
             "student_with_retrieval", merge(DEMO_2026_12_04, SOURCE_ANSWERS), corpus=WATERWORKS),
