@@ -17,7 +17,7 @@ out-of-scope refusal, false refusal, training time and training-set size. Rows:
 * levers measured since on the demo's recipe of 2026-12-04 (teacher answers, 20 refusals; ``DEMO_2026_12_04``) or its
   one-fact-per-chunk variant: the 1.5B teacher, context distillation against plain SFT, excerpt copies trained on the
   source sentence (``data.raft.answer: source``), the gradient through the excerpts; the source-sentence recipe on
-  ``examples/waterworks`` too.
+  ``examples/waterworks`` too; more question styles per fact (3 or 4 instead of 2, and 4 in one epoch) on both corpora.
 
 Finished rows are skipped on a rerun (their metrics are read back). Writes
 ``bench/results/specialist_quality.json`` and prints one Markdown table.
@@ -115,6 +115,13 @@ PHRASINGS_8_REWORDED = merge(TODAY, {"data": {"strategies": {
 }}})
 """The closed-book recipe with the most phrasings measured: every fact in 8 question styles, each kept question
 reworded twice by the teacher, and refusals to match the larger set (two changes at once)."""
+STYLES_4 = merge(DEMO_2026_12_04, {"data": {"strategies": {"context_qa": {"questions_per_fact": 4}}}})
+"""The demo's recipe with four question styles per fact (quiz, casual, yes/no check, the other direction): twice the
+reading practice per fact, the teacher writing the two extra styles."""
+STYLES_3 = merge(DEMO_2026_12_04, {"data": {"strategies": {"context_qa": {"questions_per_fact": 3}}}})
+"""The demo's recipe with three question styles per fact (quiz, casual, yes/no check)."""
+STYLES_4_ONE_EPOCH = merge(STYLES_4, {"train": {"epochs": 1}})
+"""Four question styles in one epoch: about as many training steps as two styles in two epochs."""
 ONE_FACT_CLOSED_BOOK = merge(ONE_FACT, {"data": {"raft": None},
                                         "train": {"epochs": 5, "max_length": 192, "detach_excerpts": False}})
 
@@ -251,6 +258,14 @@ def extra_rows() -> list[Row]:
         Row("best_teacher_1.5b_hybrid", "the 2026-12-04 demo recipe with the 1.5B teacher, reading excerpts",
             "student_with_retrieval",
             merge(DEMO_2026_12_04, TEACHER_1_5B), group="best-1.5b"),
+        Row("styles_4", "the demo's recipe with 4 question styles per fact instead of 2, closed-book", "student",
+            STYLES_4, group="styles-4"),
+        Row("styles_4_hybrid", "the demo's recipe with 4 question styles per fact instead of 2, reading excerpts",
+            "student_with_retrieval", STYLES_4, group="styles-4"),
+        Row("styles_3_hybrid", "the demo's recipe with 3 question styles per fact instead of 2, reading excerpts",
+            "student_with_retrieval", STYLES_3),
+        Row("styles_4_one_epoch_hybrid", "styles_4 trained for 1 epoch instead of 2, reading excerpts",
+            "student_with_retrieval", STYLES_4_ONE_EPOCH),
         # the teacher's data alone, at a size the 1.5B teacher answers in half an hour on a CPU without bf16
         Row("one_fact_0.5b", "the 2026-12-04 demo recipe on one fact per chunk, Qwen2.5-Coder-0.5B teacher, reading excerpts",
             "student_with_retrieval", merge(DEMO_2026_12_04, ONE_FACT), group="one-fact-0.5b"),
@@ -291,6 +306,12 @@ def extra_rows() -> list[Row]:
             group="waterworks-source"),
         Row("waterworks_source_answers_20", "source_answers on examples/waterworks (20 refusals), reading excerpts",
             "student_with_retrieval", merge(DEMO_2026_12_04, SOURCE_ANSWERS), corpus=WATERWORKS),
+        Row("waterworks_styles_4_hybrid", "styles_4 on examples/waterworks, reading excerpts", "student_with_retrieval",
+            STYLES_4, corpus=WATERWORKS, group="waterworks-styles-4"),
+        Row("waterworks_styles_3_hybrid", "styles_3 on examples/waterworks, reading excerpts", "student_with_retrieval",
+            STYLES_3, corpus=WATERWORKS),
+        Row("waterworks_styles_4_one_epoch_hybrid", "styles_4_one_epoch on examples/waterworks, reading excerpts",
+            "student_with_retrieval", STYLES_4_ONE_EPOCH, corpus=WATERWORKS),
     ]
 
 
@@ -317,6 +338,27 @@ def table(results: list[dict[str, Any]]) -> str:
             f"{result.get('teach_s', '–')} | {result.get('train_s', '–')} | {result.get('eval_s', '–')} | {result.get('finished') or 'before 2026-12-06'} |"
         )
     return "\n".join(lines)
+
+
+def summary(results: list[dict[str, Any]]) -> str:
+    """Rows run with more than one seed: the mean and the range of each rate over their seeds."""
+    by_row: dict[str, list[dict[str, Any]]] = {}
+    for result in results:
+        by_row.setdefault(result["row"], []).append(result)
+    lines = [
+        "| row | seeds | fact accuracy: mean (min–max) | OOS refusal: mean (min–max) "
+        "| false refusal: mean (min–max) |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    for name, runs in by_row.items():
+        if len(runs) < 2:
+            continue
+        cells = []
+        for key in ("fact_accuracy", "refusal_rate", "false_refusal_rate"):
+            values = [100 * run[key]["mean"] for run in runs if run.get(key) and run[key].get("mean") is not None]
+            cells.append(f"{sum(values) / len(values):.1f} ({min(values):.1f}–{max(values):.1f})" if values else "–")
+        lines.append(f"| {name} | {len(runs)} | {' | '.join(cells)} |")
+    return "\n".join(lines) if len(lines) > 2 else ""
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -346,6 +388,9 @@ def main(argv: list[str] | None = None) -> None:
                 "results": ordered,
             }, indent=1), encoding="utf-8")
     print(table(ordered))
+    over_seeds = summary(ordered)
+    if over_seeds:
+        print(f"\nOver seeds:\n\n{over_seeds}")
 
 
 if __name__ == "__main__":
