@@ -14,6 +14,13 @@ held-out ones memorised wording, not knowledge. So the report shows, per system:
   answer adds to the question. A closed-book system is asked questions it was trained on
   closed-book; a system reading excerpts, questions it was trained on with excerpts (it retrieves
   its own, as for any question).
+
+And a system that answers from retrieved excerpts can miss because the excerpts did not hold the
+answer (a retrieval or chunking problem) or because it did not read them right (a reading
+problem). :func:`reading_split` tells them apart: fact accuracy where the excerpts held every key
+fact and where they did not, and how many answers the answer check (``retrieval.answer_check``)
+replaced with the refusal sentence, in scope (and how many of those stated every key fact) and out
+of scope.
 """
 
 from __future__ import annotations
@@ -23,7 +30,8 @@ from collections.abc import Sequence
 from typing import Any
 
 from domainkd.data.grounding import key_terms, words
-from domainkd.evaluation.metrics import fact_present, in_scope
+from domainkd.evaluation.metrics import fact_accuracy, fact_present, in_scope
+from domainkd.sources import Chunk
 
 Example = dict[str, Any]
 
@@ -107,3 +115,44 @@ def split_by_coverage(scores: Sequence[float | None], covered: Sequence[bool | N
         if score is not None and is_covered is not None:
             groups["covered" if is_covered else "not_covered"].append(score)
     return {name: {"mean": sum(values) / len(values) if values else None, "n": len(values)} for name, values in groups.items()}
+
+
+def reading_split(rows: Sequence[dict[str, Any]], questions: Sequence[Example], chunks: Sequence[Chunk]) -> dict[str, Any] | None:
+    """Retrieval or reading: a system's in-scope fact accuracy split by whether its excerpts held every key fact.
+
+    Args:
+        rows: the system's predictions, in question order; ``retrieved`` holds the ids of the chunks it read and
+            ``unchecked`` the answer the answer check replaced.
+        questions: the evaluation questions.
+        chunks: the run's chunks (the excerpts are looked up by id; a chunk's title counts as read).
+
+    Returns:
+        ``{"excerpts_hold_facts": {"mean", "n"}, "excerpts_miss_facts": {"mean", "n"}, "answer_check": {"in_scope",
+        "in_scope_right", "out_of_scope"}}``, or None when no in-scope question with key facts was answered from
+        excerpts (a closed-book system, multiple choice).
+    """
+    by_id = {chunk.chunk_id: chunk for chunk in chunks}
+    groups: dict[str, list[float]] = {"excerpts_hold_facts": [], "excerpts_miss_facts": []}
+    check = {"in_scope": 0, "in_scope_right": 0, "out_of_scope": 0}
+    for row, question in zip(rows, questions):
+        if "retrieved" not in row:
+            continue
+        replaced = row.get("unchecked")
+        if not in_scope(question):
+            check["out_of_scope"] += replaced is not None
+            continue
+        accuracy = fact_accuracy(row["prediction"], question)
+        if accuracy is None:
+            continue
+        read = "\n".join(f"{by_id[i].title}\n{by_id[i].text}" for i in row["retrieved"] if i in by_id)
+        held = all(fact_present(fact, read) for fact in question["facts"])
+        groups["excerpts_hold_facts" if held else "excerpts_miss_facts"].append(accuracy)
+        if replaced is not None:
+            check["in_scope"] += 1
+            check["in_scope_right"] += fact_accuracy(replaced, question) == 1.0
+    if not any(groups.values()):
+        return None
+    split: dict[str, Any] = {
+        name: {"mean": sum(values) / len(values) if values else None, "n": len(values)} for name, values in groups.items()
+    }
+    return {**split, "answer_check": check}

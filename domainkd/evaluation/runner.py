@@ -23,7 +23,7 @@ from tqdm.auto import tqdm
 
 from domainkd.config import RunConfig
 from domainkd.errors import DomainKDError
-from domainkd.evaluation.knowledge import coverage, recall_questions, split_by_coverage
+from domainkd.evaluation.knowledge import coverage, reading_split, recall_questions, split_by_coverage
 from domainkd.evaluation.metrics import fact_accuracy
 from domainkd.evaluation.registry import METRICS, MetricContext, aggregate, score_all
 from domainkd.evaluation.statistics import compare_systems, mean_ci
@@ -117,6 +117,9 @@ def evaluate(
         }
         if covered is not None and "fact_accuracy" in scores:
             summaries[name]["knowledge"] = _knowledge(name, system, resources, stage, scores, covered, recall_sets)
+        reading = reading_split(rows, questions, chunks) if system.strategy.retrieval != "none" else None
+        if reading is not None:
+            summaries[name]["reading"] = reading
     significance = config.eval.significance
     metrics = {
         "questions": len(questions),

@@ -99,7 +99,7 @@ def report(config: RunConfig, stage: str = "eval") -> str:
             *significance_lines(metrics),
             "",
         ]
-    parts += knowledge_table(metrics) + cost_table(metrics) + retrieval_table(metrics)
+    parts += knowledge_table(metrics) + reading_table(metrics) + cost_table(metrics) + retrieval_table(metrics)
     parts += [
         "## Metrics",
         "",
@@ -156,6 +156,38 @@ def knowledge_table(metrics: dict[str, Any]) -> list[str]:
         "document (closed-book or with excerpts). Train-question recall: training questions asked in their training "
         "wording, scored on the specifics their training answer adds; a closed-book student is asked those it was "
         "trained on closed-book, a student reading excerpts those it was trained on with excerpts.",
+        "",
+    ]
+
+
+def reading_table(metrics: dict[str, Any]) -> list[str]:
+    """Markdown section: for systems reading excerpts, fact accuracy where the excerpts held the facts and elsewhere."""
+    rows = {system: entry["reading"] for system, entry in metrics["systems"].items() if entry.get("reading")}
+    if not rows:
+        return []
+
+    def cell(part: dict[str, Any]) -> str:
+        return "–" if part.get("mean") is None else f"{_percent(part['mean'])} (n={part['n']})"
+
+    lines = [
+        "## Retrieval or reading",
+        "",
+        "| system | fact accuracy, excerpts hold every key fact | fact accuracy, excerpts miss one | "
+        "answers replaced by the check: in scope (stating every key fact) | out of scope |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    for system, part in rows.items():
+        check = part["answer_check"]
+        lines.append(
+            f"| {system} | {cell(part['excerpts_hold_facts'])} | {cell(part['excerpts_miss_facts'])} | "
+            f"{check['in_scope']} ({check['in_scope_right']}) | {check['out_of_scope']} |"
+        )
+    return lines + [
+        "",
+        "A miss where the excerpts held every key fact is the reader's (train it to read, or give it a larger model); "
+        "a miss where they did not is the retriever's or the chunking's. The check (`retrieval.answer_check`) "
+        "replaces an answer the excerpts do not back with the refusal sentence: in scope it costs the answers that "
+        "stated every key fact, out of scope it stops invented ones.",
         "",
     ]
 

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from domainkd.evaluation.knowledge import coverage, recall_questions, split_by_coverage, training_answers
+from domainkd.evaluation.knowledge import coverage, reading_split, recall_questions, split_by_coverage, training_answers
+from domainkd.sources import Chunk
 
 REFUSAL = "I don't know. The handbook does not cover that."
 TRAIN = [
@@ -67,3 +68,36 @@ def test_recall_questions_with_excerpts_come_from_the_raft_copies():
     questions = recall_questions(TRAIN, 10, seed=0, excerpts=True, refusal_text=REFUSAL)
     assert sorted((question["id"], tuple(question["facts"])) for question in questions) == [
         ("train-ex4", ("15",)), ("train-ex8", ("27-day",))]  # "Vans are white." adds no checkable specific
+
+
+def _chunk(chunk_id: str, title: str, text: str) -> Chunk:
+    return Chunk(chunk_id=chunk_id, document=chunk_id.split("#")[0], title=title, text=text, start=0, end=len(text), tokens=9)
+
+
+def test_reading_split_tells_the_readers_misses_from_the_retrievers():
+    chunks = [
+        _chunk("leave.md#0", "Annual leave", "Full-time staff receive 27 days of leave."),
+        _chunk("parking.md#0", "Parking", "Permits are issued by Tomas Brenner at reception."),
+        _chunk("badges.md#0", "Badges", "A replacement badge costs 15 euros."),
+    ]
+    rows = [
+        {"prediction": "27 days.", "retrieved": ["leave.md#0"]},  # held and read: right
+        # held (both names in the second excerpt) and answered right, but the check replaced the answer
+        {"prediction": REFUSAL, "unchecked": "Tomas Brenner hands them out.", "retrieved": ["badges.md#0", "parking.md#0"]},
+        {"prediction": "No, 27 is the leave.", "retrieved": ["parking.md#0", "leave.md#0"]},  # "27" held, stated: right
+        {"prediction": "Badges cost 5 euros.", "retrieved": ["leave.md#0", "gone.md#0"]},  # not held; unknown ids skipped
+        {"prediction": REFUSAL, "unchecked": "Lima.", "retrieved": ["leave.md#0"]},  # out of scope, stopped by the check
+    ]
+    assert reading_split(rows, QUESTIONS, chunks) == {
+        "excerpts_hold_facts": {"mean": 2 / 3, "n": 3},
+        "excerpts_miss_facts": {"mean": 0.0, "n": 1},
+        "answer_check": {"in_scope": 1, "in_scope_right": 1, "out_of_scope": 1},
+    }
+    # the badge question with its excerpt read: held; a fact's alternative counts ("EUR 15" or "15 euros")
+    rows[3] = {"prediction": "EUR 15.", "retrieved": ["badges.md#0"]}
+    assert reading_split(rows, QUESTIONS, chunks)["excerpts_hold_facts"] == {"mean": 0.75, "n": 4}
+    # the permits question reading only the badge excerpt: neither name was there to read
+    rows[1] = {"prediction": REFUSAL, "retrieved": ["badges.md#0"]}
+    assert reading_split(rows, QUESTIONS, chunks)["excerpts_miss_facts"] == {"mean": 0.0, "n": 1}
+    # a closed-book system (no excerpts) gets no split
+    assert reading_split([{"prediction": "27 days."}] * 5, QUESTIONS, chunks) is None

@@ -85,6 +85,9 @@ def test_answers_from_excerpts_are_checked_and_a_new_check_needs_no_new_generati
     assert rows["q2"]["unchecked"] == "Permits come from Maria Lopez."
     assert rows["o1"]["prediction"] == tiny_config.refusal_text  # the excerpts say nothing of Lima
     assert metrics["systems"]["base_student_with_retrieval"]["scores"]["refusal_rate"]["mean"] == 1.0
+    reading = metrics["systems"]["base_student_with_retrieval"]["reading"]
+    assert reading["answer_check"] == {"in_scope": 1, "in_scope_right": 0, "out_of_scope": 1}
+    assert reading["excerpts_hold_facts"]["n"] + reading["excerpts_miss_facts"]["n"] == 2
     tiny_config.retrieval.answer_check = None
     evaluate(tiny_config)
     rows = {row["id"]: row for row in read_jsonl(RunPaths(tiny_config.output_dir).predictions("base_student_with_retrieval"))}

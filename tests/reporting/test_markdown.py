@@ -52,3 +52,15 @@ def test_retrieval_table_shows_a_dash_when_no_question_had_a_gold_chunk():
     lines = retrieval_table({"retrieval": {"bm25": empty, "dense": found}})
     assert "| bm25 | 0 | – | – | – |" in lines and "| dense | 2 | 50.0 | 0.750 | 100.0 |" in lines
     assert "<td class=\"num\">–</td>" in render_html_report("t", "i", {"retrieval": {"bm25": empty}}, {}, {})
+
+
+def test_reading_table_shows_each_reading_systems_split_and_the_checks_replacements():
+    from domainkd.reporting.markdown import reading_table
+
+    reading = {"excerpts_hold_facts": {"mean": 0.625, "n": 8}, "excerpts_miss_facts": {"mean": None, "n": 0},
+               "answer_check": {"in_scope": 3, "in_scope_right": 1, "out_of_scope": 5}}
+    lines = reading_table({"systems": {"student": {"scores": {}}, "student_with_retrieval": {"scores": {}, "reading": reading}}})
+    assert lines[0] == "## Retrieval or reading"
+    assert "| student_with_retrieval | 62.5 (n=8) | – | 3 (1) | 5 |" in lines
+    assert not any(line.startswith("| student |") for line in lines)  # closed-book: no row
+    assert reading_table(METRICS) == []
