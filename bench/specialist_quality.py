@@ -17,7 +17,8 @@ out-of-scope refusal, false refusal, training time and training-set size. Rows:
 * levers measured since on the demo's recipe of 2026-12-04 (teacher answers, 20 refusals; ``DEMO_2026_12_04``) or its
   one-fact-per-chunk variant: the 1.5B teacher, context distillation against plain SFT, excerpt copies trained on the
   source sentence (``data.raft.answer: source``), the gradient through the excerpts; the source-sentence recipe on
-  ``examples/waterworks`` too; more question styles per fact (3 or 4 instead of 2, and 4 in one epoch) on both corpora.
+  ``examples/waterworks`` too; more question styles per fact (3 or 4 instead of 2, and 4 in one epoch) on both corpora;
+* the demo's recipe and 3 or 4 question styles on a third corpus (``examples/biobank``), written after those were measured.
 
 Finished rows are skipped on a rerun (their metrics are read back). Writes
 ``bench/results/specialist_quality.json`` and prints one Markdown table.
@@ -52,6 +53,7 @@ from domainkd.training import train
 REPO = Path(__file__).resolve().parents[1]
 HANDBOOK = REPO / "examples" / "handbook" / "config.yaml"
 WATERWORKS = REPO / "examples" / "waterworks" / "config.yaml"
+BIOBANK = REPO / "examples" / "biobank" / "config.yaml"
 
 TODAY: dict[str, Any] = {
     "data": {
@@ -167,8 +169,12 @@ def rows() -> list[Row]:
     ]
 
 
-def run_row(row: Row, workdir: Path, seed: int, answers: Path) -> dict[str, Any]:
-    """Train (unless the row needs none) and evaluate one row's run; reuse a finished one."""
+def run_row(row: Row, workdir: Path, seed: int, answers: Path, keep_checkpoints: bool = False) -> dict[str, Any]:
+    """Train (unless the row needs none) and evaluate one row's run; reuse a finished one.
+
+    A finished run's training checkpoints (two of 1.5 GB each for the 135M student) are deleted unless
+    ``keep_checkpoints``: they only serve to resume a killed training, and a day of rows filled a 60 GB disk.
+    """
     group = row.group or row.name
     run_dir = workdir / f"{group}-seed{seed}"
     done = run_dir / "bench-row.json"
@@ -195,6 +201,8 @@ def run_row(row: Row, workdir: Path, seed: int, answers: Path) -> dict[str, Any]
     record = {"identity": identity, "timings": timings, "finished": time.strftime("%Y-%m-%d %H:%M"),
               "cpu_native_bf16": bool(native_on_cpu(torch.bfloat16))}
     done.write_text(json.dumps(record), encoding="utf-8")
+    if not keep_checkpoints:
+        shutil.rmtree(RunPaths(run_dir).checkpoints, ignore_errors=True)
     return _result(row, run_dir, record)
 
 
@@ -312,6 +320,14 @@ def extra_rows() -> list[Row]:
             STYLES_3, corpus=WATERWORKS),
         Row("waterworks_styles_4_one_epoch_hybrid", "styles_4_one_epoch on examples/waterworks, reading excerpts",
             "student_with_retrieval", STYLES_4_ONE_EPOCH, corpus=WATERWORKS),
+        # a third corpus, written after the recipes above were chosen: which of the two others is the odd one out
+        Row("biobank", "the demo's recipe on examples/biobank, closed-book", "student", corpus=BIOBANK, group="biobank"),
+        Row("biobank_hybrid", "the demo's recipe on examples/biobank, reading excerpts", "student_with_retrieval",
+            corpus=BIOBANK, group="biobank"),
+        Row("biobank_styles_3_hybrid", "styles_3 on examples/biobank, reading excerpts", "student_with_retrieval",
+            STYLES_3, corpus=BIOBANK),
+        Row("biobank_styles_4_hybrid", "styles_4 on examples/biobank, reading excerpts", "student_with_retrieval",
+            STYLES_4, corpus=BIOBANK),
     ]
 
 
@@ -367,6 +383,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--rows", nargs="*", help="row names (default: all)")
     parser.add_argument("--seeds", nargs="*", type=int, default=[0])
     parser.add_argument("--output", type=Path, default=REPO / "bench" / "results" / "specialist_quality.json")
+    parser.add_argument("--keep-checkpoints", action="store_true",
+                        help="keep each finished run's training checkpoints (deleted by default: 3 GB a run)")
     args = parser.parse_args(argv)
     every = rows() + extra_rows()
     unknown = set(args.rows or []) - {row.name for row in every}
@@ -380,7 +398,7 @@ def main(argv: list[str] | None = None) -> None:
     for seed in args.seeds:
         for row in chosen:
             print(f"== {row.name} (seed {seed})", flush=True)
-            results[(row.name, seed)] = {**run_row(row, args.workdir, seed, answers), "seed": seed}
+            results[(row.name, seed)] = {**run_row(row, args.workdir, seed, answers, args.keep_checkpoints), "seed": seed}
             ordered = [results[key] for key in sorted(results, key=lambda k: ([r.name for r in every].index(k[0]), k[1]))]
             args.output.parent.mkdir(parents=True, exist_ok=True)
             args.output.write_text(json.dumps({
