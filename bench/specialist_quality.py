@@ -231,6 +231,7 @@ def _result(row: Row, run_dir: Path, record: dict[str, Any]) -> dict[str, Any]:
         "fact_accuracy": scores["fact_accuracy"], "refusal_rate": scores["refusal_rate"],
         "false_refusal_rate": scores["false_refusal_rate"],
         "knowledge": metrics["systems"][row.system].get("knowledge"),
+        "reading": metrics["systems"][row.system].get("reading"),  # excerpts held the facts or not (reading rows)
         "examples": train_summary.get("examples"), "train_steps": train_summary.get("steps"),
         **record["timings"], "finished": record.get("finished"), "cpu_native_bf16": record.get("cpu_native_bf16"),
         # the training's own time (a row that reused a finished run, e.g. the demo's, took seconds to read it)
