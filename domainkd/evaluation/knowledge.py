@@ -114,45 +114,46 @@ def split_by_coverage(scores: Sequence[float | None], covered: Sequence[bool | N
     for score, is_covered in zip(scores, covered):
         if score is not None and is_covered is not None:
             groups["covered" if is_covered else "not_covered"].append(score)
-    return {name: {"mean": sum(values) / len(values) if values else None, "n": len(values)} for name, values in groups.items()}
+    return {name: _mean_and_count(values) for name, values in groups.items()}
 
 
 def reading_split(rows: Sequence[dict[str, Any]], questions: Sequence[Example], chunks: Sequence[Chunk]) -> dict[str, Any] | None:
-    """Retrieval or reading: a system's in-scope fact accuracy split by whether its excerpts held every key fact.
+    """Retrieval or reading: a reading system's in-scope fact accuracy split by whether its excerpts held every key fact.
+
+    A fact is *held* when its text (any ``|`` alternative) occurs in the title or text of some excerpt the system
+    read, whichever document it came from: a short fact ("27") may be held by an excerpt about something else.
 
     Args:
-        rows: the system's predictions, in question order; ``retrieved`` holds the ids of the chunks it read and
-            ``unchecked`` the answer the answer check replaced.
+        rows: the predictions of a system that reads retrieved excerpts, in question order; ``retrieved`` holds the
+            ids of the chunks it read (none when the retriever found nothing: every fact missed) and ``unchecked``
+            the answer the answer check replaced.
         questions: the evaluation questions.
-        chunks: the run's chunks (the excerpts are looked up by id; a chunk's title counts as read).
+        chunks: the run's chunks (the excerpts are looked up by id).
 
     Returns:
         ``{"excerpts_hold_facts": {"mean", "n"}, "excerpts_miss_facts": {"mean", "n"}, "answer_check": {"in_scope",
-        "in_scope_right", "out_of_scope"}}``, or None when no in-scope question with key facts was answered from
-        excerpts (a closed-book system, multiple choice).
+        "in_scope_right", "out_of_scope"}}``: the two groups cover the in-scope questions with key facts; the check
+        counts every replaced answer, ``in_scope_right`` those that stated every key fact. None when there is
+        nothing to report (no in-scope question with key facts and no replaced answer).
     """
     by_id = {chunk.chunk_id: chunk for chunk in chunks}
     groups: dict[str, list[float]] = {"excerpts_hold_facts": [], "excerpts_miss_facts": []}
     check = {"in_scope": 0, "in_scope_right": 0, "out_of_scope": 0}
     for row, question in zip(rows, questions):
-        if "retrieved" not in row:
-            continue
         replaced = row.get("unchecked")
-        if not in_scope(question):
-            check["out_of_scope"] += replaced is not None
-            continue
+        scope = "in_scope" if in_scope(question) else "out_of_scope"
+        check[scope] += replaced is not None
         accuracy = fact_accuracy(row["prediction"], question)
         if accuracy is None:
             continue
-        read = "\n".join(f"{by_id[i].title}\n{by_id[i].text}" for i in row["retrieved"] if i in by_id)
+        read = "\n".join(f"{by_id[i].title}\n{by_id[i].text}" for i in row.get("retrieved") or [] if i in by_id)
         held = all(fact_present(fact, read) for fact in question["facts"])
         groups["excerpts_hold_facts" if held else "excerpts_miss_facts"].append(accuracy)
-        if replaced is not None:
-            check["in_scope"] += 1
-            check["in_scope_right"] += fact_accuracy(replaced, question) == 1.0
-    if not any(groups.values()):
+        check["in_scope_right"] += replaced is not None and fact_accuracy(replaced, question) == 1.0
+    if not any(groups.values()) and not any(check.values()):
         return None
-    split: dict[str, Any] = {
-        name: {"mean": sum(values) / len(values) if values else None, "n": len(values)} for name, values in groups.items()
-    }
-    return {**split, "answer_check": check}
+    return {**{name: _mean_and_count(values) for name, values in groups.items()}, "answer_check": check}
+
+
+def _mean_and_count(values: list[float]) -> dict[str, Any]:
+    return {"mean": sum(values) / len(values) if values else None, "n": len(values)}

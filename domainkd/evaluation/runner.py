@@ -117,7 +117,8 @@ def evaluate(
         }
         if covered is not None and "fact_accuracy" in scores:
             summaries[name]["knowledge"] = _knowledge(name, system, resources, stage, scores, covered, recall_sets)
-        reading = reading_split(rows, questions, chunks) if system.strategy.retrieval != "none" else None
+        reads = system.strategy.retrieval not in ("none", "gold")  # the oracle's source is given, not retrieved
+        reading = reading_split(rows, questions, chunks) if reads and "fact_accuracy" in scores else None
         if reading is not None:
             summaries[name]["reading"] = reading
     significance = config.eval.significance

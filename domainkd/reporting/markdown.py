@@ -173,7 +173,7 @@ def reading_table(metrics: dict[str, Any]) -> list[str]:
         "## Retrieval or reading",
         "",
         "| system | fact accuracy, excerpts hold every key fact | fact accuracy, excerpts miss one | "
-        "answers replaced by the check: in scope (stating every key fact) | out of scope |",
+        "answers the check replaced: in scope (of them stating every key fact) | out of scope |",
         "|---|---:|---:|---:|---:|",
     ]
     for system, part in rows.items():
@@ -184,10 +184,12 @@ def reading_table(metrics: dict[str, Any]) -> list[str]:
         )
     return lines + [
         "",
-        "A miss where the excerpts held every key fact is the reader's (train it to read, or give it a larger model); "
-        "a miss where they did not is the retriever's or the chunking's. The check (`retrieval.answer_check`) "
-        "replaces an answer the excerpts do not back with the refusal sentence: in scope it costs the answers that "
-        "stated every key fact, out of scope it stops invented ones.",
+        "A fact is held when its text occurs in some excerpt read (a short one, such as a number, may occur in an "
+        "excerpt about something else). A miss where the excerpts held every key fact is the reader's (train it to "
+        "read, or use a larger model); a miss where they did not is the retriever's or the chunking's. The check "
+        "(`retrieval.answer_check`) replaces an answer the excerpts do not back with the refusal sentence: in scope "
+        "it costs those of the replaced answers that stated every key fact (in brackets), out of scope it stops "
+        "invented answers.",
         "",
     ]
 

@@ -78,7 +78,8 @@ def test_reading_split_tells_the_readers_misses_from_the_retrievers():
     chunks = [
         _chunk("leave.md#0", "Annual leave", "Full-time staff receive 27 days of leave."),
         _chunk("parking.md#0", "Parking", "Permits are issued by Tomas Brenner at reception."),
-        _chunk("badges.md#0", "Badges", "A replacement badge costs 15 euros."),
+        _chunk("parking.md#1", "Parking", "Ask Tomas about visitor spaces."),  # one of the two names only
+        _chunk("badges.md#0", "Badges: 15 euros each", "A replacement badge is ordered at reception."),  # fact in the title
     ]
     rows = [
         {"prediction": "27 days.", "retrieved": ["leave.md#0"]},  # held and read: right
@@ -93,11 +94,17 @@ def test_reading_split_tells_the_readers_misses_from_the_retrievers():
         "excerpts_miss_facts": {"mean": 0.0, "n": 1},
         "answer_check": {"in_scope": 1, "in_scope_right": 1, "out_of_scope": 1},
     }
-    # the badge question with its excerpt read: held; a fact's alternative counts ("EUR 15" or "15 euros")
+    # the badge fact read in an excerpt's title is held; the answer may use the fact's other wording ("EUR 15")
     rows[3] = {"prediction": "EUR 15.", "retrieved": ["badges.md#0"]}
     assert reading_split(rows, QUESTIONS, chunks)["excerpts_hold_facts"] == {"mean": 0.75, "n": 4}
-    # the permits question reading only the badge excerpt: neither name was there to read
-    rows[1] = {"prediction": REFUSAL, "retrieved": ["badges.md#0"]}
-    assert reading_split(rows, QUESTIONS, chunks)["excerpts_miss_facts"] == {"mean": 0.0, "n": 1}
-    # a closed-book system (no excerpts) gets no split
-    assert reading_split([{"prediction": "27 days."}] * 5, QUESTIONS, chunks) is None
+    # every key fact must be held: an excerpt naming Tomas but not Brenner misses; a wrong answer the check
+    # replaced is counted, not as right
+    rows[1] = {"prediction": REFUSAL, "unchecked": "Tomas hands them out.", "retrieved": ["parking.md#1"]}
+    split = reading_split(rows, QUESTIONS, chunks)
+    assert split["excerpts_miss_facts"] == {"mean": 0.0, "n": 1}
+    assert split["answer_check"] == {"in_scope": 1, "in_scope_right": 0, "out_of_scope": 1}
+    # a question the retriever found nothing for (asked without excerpts) misses its facts
+    rows[0] = {"prediction": "27 days."}
+    assert reading_split(rows, QUESTIONS, chunks)["excerpts_miss_facts"] == {"mean": 0.5, "n": 2}
+    # nothing to report: no in-scope question with key facts and no replaced answer
+    assert reading_split([{"prediction": "option 2"}], [{"question": "Which?", "options": ["a", "b"], "scope": "in"}], chunks) is None

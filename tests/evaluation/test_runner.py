@@ -66,7 +66,7 @@ def test_answers_from_excerpts_are_checked_and_a_new_check_needs_no_new_generati
     import domainkd.evaluation.runner as runner
 
     prepare_data(tiny_config)
-    tiny_config.eval.systems = ["base_student_with_retrieval"]
+    tiny_config.eval.systems = ["base_student_with_retrieval", "teacher_with_context"]
     tiny_config.eval.metrics = ["fact_accuracy", "refusal_rate"]
     answers = {"How much holiday do full-timers get?": "Full-time staff receive 27 days.",
                "Who hands out parking permits?": "Permits come from Maria Lopez.",  # a name no excerpt holds
@@ -86,13 +86,16 @@ def test_answers_from_excerpts_are_checked_and_a_new_check_needs_no_new_generati
     assert rows["o1"]["prediction"] == tiny_config.refusal_text  # the excerpts say nothing of Lima
     assert metrics["systems"]["base_student_with_retrieval"]["scores"]["refusal_rate"]["mean"] == 1.0
     reading = metrics["systems"]["base_student_with_retrieval"]["reading"]
+    # q1's excerpts held 27 and it was stated; q2 was refused by the check (Brenner held or not, it scores 0)
     assert reading["answer_check"] == {"in_scope": 1, "in_scope_right": 0, "out_of_scope": 1}
     assert reading["excerpts_hold_facts"]["n"] + reading["excerpts_miss_facts"]["n"] == 2
+    assert reading["excerpts_hold_facts"] == {"mean": 0.5, "n": 2}  # the small documents fit in 3 excerpts
+    assert "reading" not in metrics["systems"]["teacher_with_context"]  # the oracle is given its source
     tiny_config.retrieval.answer_check = None
     evaluate(tiny_config)
     rows = {row["id"]: row for row in read_jsonl(RunPaths(tiny_config.output_dir).predictions("base_student_with_retrieval"))}
     assert rows["q2"]["prediction"] == "Permits come from Maria Lopez." and "unchecked" not in rows["q2"]
-    assert len(generated) == 1  # the second evaluation reused the generated answers
+    assert len(generated) == 2  # one generation per system: the second evaluation reused the generated answers
 
 
 def test_the_teacher_answers_in_its_configured_number_format_and_the_students_in_float32(tiny_config, monkeypatch):
