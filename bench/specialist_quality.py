@@ -303,9 +303,7 @@ def extra_rows() -> list[Row]:
             "student", merge(DEMO_2026_12_04, ONE_FACT_CLOSED_BOOK, {"train": {"kd": {
                 "teacher": "{workdir}/one-fact-0.5b-seed{seed}/train/model", "teacher_context": "source",
                 "top_k": 64, "loss": "vanilla", "alpha": 0.5}}})),
-        Row("waterworks", "the demo's recipe on examples/waterworks, closed-book", "student", corpus=WATERWORKS, group="waterworks"),
-        Row("waterworks_hybrid", "the demo's recipe on examples/waterworks, reading excerpts", "student_with_retrieval",
-            corpus=WATERWORKS, group="waterworks"),
+        *corpus_rows("waterworks", WATERWORKS),
         Row("waterworks_phrasings_8_reworded", "phrasings_8_reworded on examples/waterworks, closed-book", "student",
             PHRASINGS_8_REWORDED, corpus=WATERWORKS),
         Row("waterworks_source_answers", "source_answers_refusals_40 on examples/waterworks, closed-book", "student",
@@ -315,20 +313,24 @@ def extra_rows() -> list[Row]:
             group="waterworks-source"),
         Row("waterworks_source_answers_20", "source_answers on examples/waterworks (20 refusals), reading excerpts",
             "student_with_retrieval", merge(DEMO_2026_12_04, SOURCE_ANSWERS), corpus=WATERWORKS),
-        Row("waterworks_styles_4_hybrid", "styles_4 on examples/waterworks, reading excerpts", "student_with_retrieval",
-            STYLES_4, corpus=WATERWORKS, group="waterworks-styles-4"),
-        Row("waterworks_styles_3_hybrid", "styles_3 on examples/waterworks, reading excerpts", "student_with_retrieval",
-            STYLES_3, corpus=WATERWORKS),
         Row("waterworks_styles_4_one_epoch_hybrid", "styles_4_one_epoch on examples/waterworks, reading excerpts",
             "student_with_retrieval", STYLES_4_ONE_EPOCH, corpus=WATERWORKS),
         # a third corpus, written after the recipes above were chosen: which of the two others is the odd one out
-        Row("biobank", "the demo's recipe on examples/biobank, closed-book", "student", corpus=BIOBANK, group="biobank"),
-        Row("biobank_hybrid", "the demo's recipe on examples/biobank, reading excerpts", "student_with_retrieval",
-            corpus=BIOBANK, group="biobank"),
-        Row("biobank_styles_3_hybrid", "styles_3 on examples/biobank, reading excerpts", "student_with_retrieval",
-            STYLES_3, corpus=BIOBANK),
-        Row("biobank_styles_4_hybrid", "styles_4 on examples/biobank, reading excerpts", "student_with_retrieval",
-            STYLES_4, corpus=BIOBANK),
+        *corpus_rows("biobank", BIOBANK),
+    ]
+
+
+def corpus_rows(name: str, corpus: Path) -> list[Row]:
+    """The demo's recipe (closed-book and reading excerpts) and 4 or 3 question styles per fact on another corpus."""
+    where = f"examples/{name}"
+    return [
+        Row(name, f"the demo's recipe on {where}, closed-book", "student", corpus=corpus, group=name),
+        Row(f"{name}_hybrid", f"the demo's recipe on {where}, reading excerpts", "student_with_retrieval",
+            corpus=corpus, group=name),
+        Row(f"{name}_styles_4_hybrid", f"styles_4 on {where}, reading excerpts", "student_with_retrieval", STYLES_4,
+            corpus=corpus, group=f"{name}-styles-4"),
+        Row(f"{name}_styles_3_hybrid", f"styles_3 on {where}, reading excerpts", "student_with_retrieval", STYLES_3,
+            corpus=corpus),
     ]
 
 
