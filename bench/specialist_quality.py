@@ -109,6 +109,7 @@ TEACHER_1_5B = {"teacher": {"model": "qwen2.5-coder-1.5b-instruct"}}
 ONE_FACT = {"data": {"strategies": {"context_qa": {"max_facts_per_chunk": 1}}}}
 SOURCE_ANSWERS = {"data": {"raft": {"answer": "source"}}}
 REFUSALS_40 = {"data": {"strategies": {"refusal": {"max_examples": 40}}}}
+REFUSALS_10 = {"data": {"strategies": {"refusal": {"max_examples": 10}}}}
 QUOTED_40 = merge(DEMO_2026_12_04, SOURCE_ANSWERS, REFUSALS_40)
 """Excerpt copies trained on the source sentence, with 40 refusals (the demo's recipe for a few hours of 2026-12-07)."""
 PHRASINGS_8_REWORDED = merge(TODAY, {"data": {"strategies": {
@@ -313,15 +314,14 @@ def extra_rows() -> list[Row]:
             group="waterworks-source"),
         Row("waterworks_source_answers_20", "source_answers on examples/waterworks (20 refusals), reading excerpts",
             "student_with_retrieval", merge(DEMO_2026_12_04, SOURCE_ANSWERS), corpus=WATERWORKS),
-        Row("waterworks_styles_4_one_epoch_hybrid", "styles_4_one_epoch on examples/waterworks, reading excerpts",
-            "student_with_retrieval", STYLES_4_ONE_EPOCH, corpus=WATERWORKS),
         # a third corpus, written after the recipes above were chosen: which of the two others is the odd one out
         *corpus_rows("biobank", BIOBANK),
     ]
 
 
 def corpus_rows(name: str, corpus: Path) -> list[Row]:
-    """The demo's recipe (closed-book and reading excerpts) and 4 or 3 question styles per fact on another corpus."""
+    """The demo's recipe (closed-book and reading excerpts), 4 or 3 question styles per fact (4 also in one epoch),
+    and half the refusals on another corpus."""
     where = f"examples/{name}"
     return [
         Row(name, f"the demo's recipe on {where}, closed-book", "student", corpus=corpus, group=name),
@@ -331,6 +331,11 @@ def corpus_rows(name: str, corpus: Path) -> list[Row]:
             corpus=corpus, group=f"{name}-styles-4"),
         Row(f"{name}_styles_3_hybrid", f"styles_3 on {where}, reading excerpts", "student_with_retrieval", STYLES_3,
             corpus=corpus),
+        Row(f"{name}_styles_4_one_epoch_hybrid", f"styles_4_one_epoch on {where}, reading excerpts",
+            "student_with_retrieval", STYLES_4_ONE_EPOCH, corpus=corpus),
+        Row(f"{name}_refusals_10_hybrid", f"the demo's recipe on {where} with 10 refusals instead of 20 (the handbook's "
+            "share of refusals, 5%, of a set half its size), reading excerpts", "student_with_retrieval",
+            merge(DEMO_2026_12_04, REFUSALS_10), corpus=corpus),
     ]
 
 
