@@ -18,7 +18,8 @@ out-of-scope refusal, false refusal, training time and training-set size. Rows:
   one-fact-per-chunk variant: the 1.5B teacher, context distillation against plain SFT, excerpt copies trained on the
   source sentence (``data.raft.answer: source``), the gradient through the excerpts; the source-sentence recipe on
   ``examples/waterworks`` too; more question styles per fact (3 or 4 instead of 2, and 4 in one epoch) on both corpora;
-* the demo's recipe and 3 or 4 question styles on a third corpus (``examples/biobank``), written after those were measured.
+* on each other corpus (``examples/waterworks``, and ``examples/biobank``, written after the levers were measured): the
+  demo's recipe, 3 or 4 question styles (4 also in one epoch), and 10 refusals instead of 20.
 
 Finished rows are skipped on a rerun (their metrics are read back). Writes
 ``bench/results/specialist_quality.json`` and prints one Markdown table.

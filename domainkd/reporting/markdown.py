@@ -41,6 +41,11 @@ def _percent(value: float | None) -> str:
     return "–" if value is None else f"{100 * value:.1f}"
 
 
+def _share_and_count(part: dict[str, Any] | None) -> str:
+    """A ``{"mean", "n"}`` group as "62.5 (n=8)"; a dash when it is missing or empty."""
+    return "–" if not part or part.get("mean") is None else f"{_percent(part['mean'])} (n={part['n']})"
+
+
 def _decimal(value: float | None) -> str:
     return "–" if value is None else f"{value:.3f}"
 
@@ -139,9 +144,6 @@ def knowledge_table(metrics: dict[str, Any]) -> list[str]:
     if not rows:
         return []
 
-    def cell(part: dict[str, Any] | None) -> str:
-        return "–" if not part or part.get("mean") is None else f"{_percent(part['mean'])} (n={part['n']})"
-
     lines = [
         "## Knowledge or memorised wording",
         "",
@@ -149,7 +151,8 @@ def knowledge_table(metrics: dict[str, Any]) -> list[str]:
         "|---|---:|---:|---:|",
     ]
     for system, part in rows.items():
-        lines.append(f"| {system} | {cell(part.get('covered'))} | {cell(part.get('not_covered'))} | {cell(part.get('train_recall'))} |")
+        cells = [_share_and_count(part.get(group)) for group in ("covered", "not_covered", "train_recall")]
+        lines.append(f"| {system} | {' | '.join(cells)} |")
     return lines + [
         "",
         "Covered: every key fact of the held-out question is stated by some training answer from its source "
@@ -166,9 +169,6 @@ def reading_table(metrics: dict[str, Any]) -> list[str]:
     if not rows:
         return []
 
-    def cell(part: dict[str, Any]) -> str:
-        return "–" if part.get("mean") is None else f"{_percent(part['mean'])} (n={part['n']})"
-
     lines = [
         "## Retrieval or reading",
         "",
@@ -178,10 +178,9 @@ def reading_table(metrics: dict[str, Any]) -> list[str]:
     ]
     for system, part in rows.items():
         check = part["answer_check"]
-        lines.append(
-            f"| {system} | {cell(part['excerpts_hold_facts'])} | {cell(part['excerpts_miss_facts'])} | "
-            f"{check['in_scope']} ({check['in_scope_right']}) | {check['out_of_scope']} |"
-        )
+        cells = [_share_and_count(part[group]) for group in ("excerpts_hold_facts", "excerpts_miss_facts")]
+        cells += [f"{check['in_scope']} ({check['in_scope_right']})", str(check["out_of_scope"])]
+        lines.append(f"| {system} | {' | '.join(cells)} |")
     return lines + [
         "",
         "A fact is held when its text occurs in some excerpt read (a short one, such as a number, may occur in an "
